@@ -1,0 +1,31 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test han bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned: a bare `torch` would pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev,export]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/prunekit run recipes/demo.yaml --out runs/demo
+
+han: $(STAMP)
+	$(VENV)/bin/prunekit run recipes/han2015_lenet300.yaml --out runs/han2015
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) benchmarks/mask_overhead.py
+
+clean:
+	rm -rf $(VENV) runs
