@@ -1,0 +1,300 @@
+"""Run a recipe: baseline, then each variant's stages, then measure and report.
+
+Each variant starts from a copy of the baseline (or from scratch), runs its stages in order
+(train, one-shot prune, iterative prune-and-retrain), is stripped of every pruning trace, and is
+measured the same way as the baseline. Finished variants are kept on disk with a fingerprint of
+the recipe parts that produced them, so re-running an interrupted recipe resumes where it
+stopped, and changing a variant re-runs only that variant.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from prunekit.data import Dataset, load_dataset
+from prunekit.evaluate import layer_sparsity, measure
+from prunekit.io import write_text_atomic
+from prunekit.models import build_model
+from prunekit.recipe import (
+    IterativeSpec,
+    PruneSpec,
+    Recipe,
+    RegularizerSpec,
+    ScheduleSpec,
+    TrainSpec,
+    TrainStage,
+    VariantSpec,
+)
+from prunekit.report import write_report
+from prunekit.train import Distillation, fit
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+@dataclass
+class RunContext:
+    """What every stage of one recipe run shares."""
+
+    recipe: Recipe
+    data: Dataset
+    out_dir: Path
+    progress: bool
+    teacher: nn.Module | None = None
+
+
+def _fingerprint(*parts: Any) -> str:
+    text = json.dumps([p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parts])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _finished_row(directory: Path, fingerprint: str) -> Row | None:
+    row_file = directory / "row.json"
+    if not row_file.is_file():
+        return None
+    row = json.loads(row_file.read_text())
+    return row if row.get("fingerprint") == fingerprint else None
+
+
+def _build(ctx: RunContext, spec_override: Any = None) -> nn.Module:
+    spec = spec_override or ctx.recipe.model
+    torch.manual_seed(ctx.recipe.seed)
+    return build_model(spec.name, **spec.kwargs)
+
+
+def _schedule(spec: ScheduleSpec) -> Any:
+    from prunekit import schedules
+
+    if spec.kind == "constant":
+        return schedules.ConstantSparsity(
+            spec.final_sparsity, spec.begin_step, spec.end_step, spec.frequency
+        )
+    if spec.kind == "agp":
+        return schedules.agp(
+            spec.initial_sparsity, spec.final_sparsity, spec.begin_step, spec.end_step,
+            spec.frequency,
+        )
+    return schedules.PolynomialDecay(
+        spec.initial_sparsity, spec.final_sparsity, spec.begin_step, spec.end_step,
+        spec.power, spec.frequency,
+    )
+
+
+def _regularizer(spec: RegularizerSpec) -> tuple[list[Any], list[Any]]:
+    """(loss terms, callbacks) for one regularizer; the proximal step is a callback."""
+    from prunekit import regularizers as r
+
+    if spec.kind == "proximal_l1":
+        return [], [r.ProximalL1(spec.lam)]
+    term: Callable[[], Any] = {
+        "l1": lambda: r.L1(spec.lam),
+        "l2": lambda: r.L2(spec.lam),
+        "elastic_net": lambda: r.ElasticNet(spec.lam, spec.l2),
+        "bn_scale_l1": lambda: r.BNScaleL1(spec.lam),
+    }[spec.kind]
+    return [term()], []
+
+
+def _train(ctx: RunContext, model: nn.Module, stage: TrainStage, label: str, index: int) -> None:
+    from prunekit.masks import MaskEnforcement
+    from prunekit.schedules import GradualPruning
+
+    settings = TrainSpec(**stage.model_dump(include=set(TrainSpec.model_fields))).over(
+        ctx.recipe.train
+    )
+    losses: list[Any] = []
+    callbacks: list[Any] = [MaskEnforcement()]
+    for reg in stage.regularizers:
+        terms, cbs = _regularizer(reg)
+        losses += terms
+        callbacks += cbs
+    if stage.prune is not None:
+        callbacks.append(
+            GradualPruning(
+                _schedule(stage.prune.schedule),
+                scope=stage.prune.scope,
+                criterion=stage.prune.criterion,
+            )
+        )
+    distillation = None
+    if stage.distill:
+        if ctx.teacher is None:
+            raise ValueError(f"{label}: 'distill' needs a baseline to learn from")
+        distillation = Distillation(ctx.teacher, stage.distill_alpha, stage.temperature)
+    fit(
+        model,
+        ctx.data.x_train,
+        ctx.data.y_train,
+        epochs=settings.epochs,
+        lr=settings.lr,
+        batch_size=settings.batch_size,
+        optimizer=settings.optimizer,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+        loss=settings.loss,
+        seed=ctx.recipe.seed + index,
+        regularizers=losses,
+        callbacks=callbacks,
+        distillation=distillation,
+        progress=ctx.progress,
+        description=label,
+    )
+
+
+def _prune_once(model: nn.Module, spec: PruneSpec) -> None:
+    from prunekit import unstructured
+
+    if spec.n is not None and spec.m is not None:
+        from prunekit.sparse.nm import prune_nm
+
+        prune_nm(model, spec.n, spec.m)
+    elif spec.threshold is not None:
+        unstructured.prune_by_threshold(model, spec.threshold)
+    else:
+        unstructured.prune_by_ratio(
+            model, spec.sparsity, scope=spec.scope, criterion=spec.criterion
+        )
+
+
+def _iterate(ctx: RunContext, model: nn.Module, spec: IterativeSpec, label: str) -> None:
+    from prunekit import unstructured
+    from prunekit.schedules import iterative_targets
+
+    targets = iterative_targets(spec.final_sparsity, spec.rounds)
+    retrain = TrainStage(**spec.train.model_dump(exclude_none=True))
+    for round_index, target in enumerate(targets):
+        unstructured.prune_by_ratio(model, target, scope=spec.scope, criterion=spec.criterion)
+        _train(ctx, model, retrain, f"{label} round {round_index + 1}/{len(targets)}", round_index)
+
+
+def _run_stages(ctx: RunContext, model: nn.Module, variant: VariantSpec) -> None:
+    for index, stage in enumerate(variant.stages):
+        label = f"{variant.name}[{index}]"
+        if stage.train is not None:
+            _train(ctx, model, stage.train, label, index)
+        elif stage.prune is not None:
+            _prune_once(model, stage.prune)
+        elif stage.iterative is not None:
+            _iterate(ctx, model, stage.iterative, label)
+
+
+def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, fingerprint: str) -> Row:
+    from prunekit.activations import activation_sparsity
+
+    directory = ctx.out_dir / name
+    settings = ctx.recipe.measure
+    act = activation_sparsity(model, ctx.data.x_test[:256])
+    row = measure(
+        name,
+        model,
+        ctx.data.x_test,
+        ctx.data.y_test,
+        out_dir=directory,
+        latency_batch=settings.latency_batch,
+        repeats=settings.repeats,
+        threads=settings.threads,
+        loss=loss,
+        extra={
+            "activation_sparsity": sum(act.values()) / len(act) if act else 0.0,
+            "layer_sparsity": layer_sparsity(model),
+            "fingerprint": fingerprint,
+        },
+    ).as_row()
+    write_text_atomic(directory / "row.json", json.dumps(row, indent=2) + "\n")
+    return row
+
+
+def _baseline(ctx: RunContext) -> tuple[nn.Module, Row]:
+    recipe = ctx.recipe
+    fingerprint = _fingerprint(recipe.seed, recipe.data, recipe.model, recipe.train, recipe.baseline)
+    directory = ctx.out_dir / "baseline"
+    model = _build(ctx)
+    row = _finished_row(directory, fingerprint)
+    if row is not None:
+        model.load_state_dict(load_file(str(directory / "model.safetensors")))
+        log.info("baseline: reusing finished result in %s", directory)
+        return model, row
+    if recipe.baseline.load:
+        model.load_state_dict(load_file(recipe.baseline.load))
+    else:
+        settings = recipe.baseline.train.over(recipe.train)
+        fit(
+            model,
+            ctx.data.x_train,
+            ctx.data.y_train,
+            epochs=settings.epochs,
+            lr=settings.lr,
+            batch_size=settings.batch_size,
+            optimizer=settings.optimizer,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+            loss=settings.loss,
+            seed=recipe.seed,
+            checkpoint=directory / "checkpoint.pt",
+            progress=ctx.progress,
+            description="baseline",
+        )
+    return model, _measure(ctx, "baseline", model, recipe.train.loss or "cross_entropy", fingerprint)
+
+
+def _final_loss(ctx: RunContext, variant: VariantSpec) -> str:
+    losses = [s.train.loss for s in variant.stages if s.train is not None and s.train.loss]
+    return losses[-1] if losses else (ctx.recipe.train.loss or "cross_entropy")
+
+
+def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: bool = True) -> list[Row]:
+    """Run every stage of ``recipe`` and write the report to ``out_dir``; return the rows.
+
+    >>> from prunekit.recipe import parse_recipe
+    >>> r = parse_recipe({"name": "t", "data": {"name": "digits"},
+    ...     "model": {"name": "mlp", "kwargs": {"in_features": 64, "hidden": [16]}},
+    ...     "train": {"epochs": 1}, "measure": {"repeats": 3}})
+    >>> rows = run_recipe(r, "/tmp/prunekit-doctest", progress=False)
+    >>> rows[0]["name"]
+    'baseline'
+    """
+    from prunekit.masks import strip
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "recipe.json", recipe.model_dump_json(indent=2) + "\n")
+    data = load_dataset(
+        recipe.data.name,
+        test_fraction=recipe.data.test_fraction,
+        seed=recipe.seed,
+        **({"path": recipe.data.path} if recipe.data.path else {}),
+        **recipe.data.options,
+    )
+    ctx = RunContext(recipe, data, out, progress)
+    baseline, base_row = _baseline(ctx)
+    ctx.teacher = copy.deepcopy(baseline).eval()
+    rows = [base_row]
+    base_fingerprint = base_row["fingerprint"]
+    for variant in recipe.variants:
+        fingerprint = _fingerprint(base_fingerprint, variant, recipe.measure)
+        finished = _finished_row(out / variant.name, fingerprint)
+        if finished is not None:
+            log.info("%s: reusing finished result", variant.name)
+            rows.append(finished)
+            continue
+        if variant.start == "baseline" and variant.model is None:
+            model = copy.deepcopy(baseline)
+        else:
+            model = _build(ctx, variant.model)
+        _run_stages(ctx, model, variant)
+        strip(model)
+        rows.append(_measure(ctx, variant.name, model, _final_loss(ctx, variant), fingerprint))
+    write_report(rows, out, title=recipe.name, meta={"recipe": recipe.model_dump(mode="json")})
+    return rows

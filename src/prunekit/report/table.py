@@ -1,0 +1,81 @@
+"""Turn measurement rows into ``report.json``, ``report.md`` and ``report.csv``.
+
+Ratios (speed-up, compression) are taken against the first row, the baseline, because a
+compression result only means something next to the model it started from.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from prunekit.io import write_text_atomic
+
+Row = dict[str, Any]
+
+
+def _kb(n: float) -> str:
+    return f"{n / 1024:,.1f}"
+
+
+def _speedup(row: Row, base: Row) -> str:
+    return f"{base['latency_ms'] / row['latency_ms']:.2f}×" if row["latency_ms"] > 0 else "—"
+
+
+COLUMNS: list[tuple[str, Callable[[Row, Row], str]]] = [
+    ("variant", lambda r, b: str(r["name"])),
+    ("accuracy %", lambda r, b: f"{100 * r['accuracy']:.2f}"),
+    ("Δ acc (pt)", lambda r, b: f"{100 * (r['accuracy'] - b['accuracy']):+.2f}"),
+    ("latency ms (p50)", lambda r, b: f"{r['latency_ms']:.3f}"),
+    ("speed-up", _speedup),
+    ("params", lambda r, b: f"{r['params']:,}"),
+    ("non-zero", lambda r, b: f"{r['nonzero_params']:,}"),
+    ("sparsity %", lambda r, b: f"{100 * r['sparsity']:.1f}"),
+    ("MACs", lambda r, b: f"{r['macs']:,}"),
+    ("file KB", lambda r, b: _kb(r["file_bytes"])),
+    ("size vs dense", lambda r, b: f"{r['file_bytes'] / b['dense_file_bytes']:.3f}×"),
+]
+
+
+def cells(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted cells, each row compared with the first (the baseline)."""
+    base = rows[0]
+    return [c[0] for c in COLUMNS], [[fmt(r, base) for _, fmt in COLUMNS] for r in rows]
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    """A GitHub-flavoured Markdown table of the rows.
+
+    >>> row = dict(name="a", accuracy=0.9, latency_ms=1.0, params=10, nonzero_params=5,
+    ...            sparsity=0.5, macs=100, file_bytes=2048, dense_file_bytes=4096)
+    >>> markdown_table([row]).splitlines()[2].startswith("| a | 90.00 |")
+    True
+    """
+    header, body = cells(rows)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    rows: Sequence[Row], out_dir: str | Path, *, title: str, meta: dict[str, Any] | None = None
+) -> dict[str, Path]:
+    """Write report.json, report.md and report.csv to ``out_dir``; return their paths."""
+    if not rows:
+        raise ValueError("a report needs at least one row (the baseline)")
+    out = Path(out_dir)
+    paths = {"json": out / "report.json", "md": out / "report.md", "csv": out / "report.csv"}
+    document = {"title": title, "rows": list(rows), **(meta or {})}
+    write_text_atomic(paths["json"], json.dumps(document, indent=2, default=str) + "\n")
+    write_text_atomic(paths["md"], f"# {title}\n\n{markdown_table(rows)}")
+    flat_keys = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=flat_keys, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(paths["csv"], buffer.getvalue())
+    return paths

@@ -1,0 +1,238 @@
+"""Training, fine-tuning and distillation: one loop that pruning plugs into through callbacks.
+
+The loop is deliberately plain: a seeded shuffle, forward, ``task loss + regularizers``,
+backward, step, then each callback's ``on_step_end``. Pruning (gradual schedules, mask
+enforcement, proximal steps) lives in callbacks, so the loop itself never knows about masks.
+
+Callbacks are any objects with any of these methods:
+``on_fit_start(model, optimizer)``, ``on_step_end(step, model, optimizer)`` (``step`` is the
+0-based global index of the optimizer step just taken), ``on_epoch_end(epoch, model)``,
+``on_fit_end(model)``.
+
+A checkpoint (model, optimizer, epoch, RNG) is written atomically after every epoch when
+``checkpoint`` is given; calling ``fit`` again with the same path resumes after the last
+finished epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from prunekit.io import atomic_write
+from prunekit.progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+Loss = Callable[[Tensor, Tensor], Tensor]
+Regularizer = Callable[[nn.Module], Tensor]
+
+
+def _sparsemax_loss(logits: Tensor, target: Tensor) -> Tensor:
+    from prunekit.activations import SparsemaxLoss
+
+    return SparsemaxLoss()(logits, target)
+
+
+LOSSES: dict[str, Loss] = {
+    "cross_entropy": F.cross_entropy,
+    "sparsemax": _sparsemax_loss,
+}
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": lambda params, lr, momentum, weight_decay: torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay
+    ),
+    "adam": lambda params, lr, momentum, weight_decay: torch.optim.Adam(
+        params, lr=lr, weight_decay=weight_decay
+    ),
+    "adamw": lambda params, lr, momentum, weight_decay: torch.optim.AdamW(
+        params, lr=lr, weight_decay=weight_decay
+    ),
+}
+
+
+@dataclass
+class History:
+    """Per-epoch training loss and wall time; what ``fit`` returns."""
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    steps: int = 0
+
+    @property
+    def final_loss(self) -> float:
+        return self.epochs[-1]["loss"] if self.epochs else math.nan
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Learn from a dense teacher as well as the labels (Hinton et al. 2015).
+
+    The loss becomes ``(1 - alpha) * task + alpha * T² * KL(teacher_T || student_T)``.
+    """
+
+    teacher: nn.Module
+    alpha: float = 0.5
+    temperature: float = 4.0
+
+    def loss(self, student_logits: Tensor, inputs: Tensor) -> Tensor:
+        with torch.no_grad():
+            teacher_logits = self.teacher(inputs)
+        t = self.temperature
+        return F.kl_div(
+            F.log_softmax(student_logits / t, dim=-1),
+            F.log_softmax(teacher_logits / t, dim=-1),
+            log_target=True,
+            reduction="batchmean",
+        ) * (t * t)
+
+
+def batches(
+    x: Tensor, y: Tensor, batch_size: int, *, shuffle: bool, generator: torch.Generator | None
+) -> list[tuple[Tensor, Tensor]]:
+    """Split tensors into mini-batches, shuffled by ``generator`` when asked."""
+    order = torch.randperm(len(x), generator=generator) if shuffle else torch.arange(len(x))
+    return [
+        (x[order[i : i + batch_size]], y[order[i : i + batch_size]])
+        for i in range(0, len(x), batch_size)
+    ]
+
+
+def fit(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    epochs: int = 1,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    optimizer: str = "adam",
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    loss: str = "cross_entropy",
+    regularizers: Sequence[Regularizer] = (),
+    callbacks: Sequence[Any] = (),
+    distillation: Distillation | None = None,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    description: str = "train",
+) -> History:
+    """Train ``model`` in place on ``(x, y)`` and return the loss history.
+
+    >>> from prunekit.models import build_model
+    >>> from prunekit.data import load_dataset
+    >>> ds = load_dataset("digits")
+    >>> net = build_model("mlp", in_features=64, hidden=(32,))
+    >>> fit(net, ds.x_train, ds.y_train, epochs=1, progress=False).steps
+    23
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+    task_loss = LOSSES[loss]
+    opt = OPTIMIZERS[optimizer](model.parameters(), lr, momentum, weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    history = History()
+    start_epoch = _resume(checkpoint, model, opt, generator, history)
+
+    _call(callbacks, "on_fit_start", model, opt)
+    steps_per_epoch = math.ceil(len(x) / batch_size)
+    step = start_epoch * steps_per_epoch
+    model.train()
+    with progress_bar(enabled=progress) as bar:
+        task = bar.add_task(description, total=(epochs - start_epoch) * steps_per_epoch)
+        for epoch in range(start_epoch, epochs):
+            total, count = 0.0, 0
+            for xb, yb in batches(x, y, batch_size, shuffle=True, generator=generator):
+                out = model(xb)
+                batch_loss = task_loss(out, yb)
+                if distillation is not None:
+                    a = distillation.alpha
+                    batch_loss = (1 - a) * batch_loss + a * distillation.loss(out, xb)
+                for reg in regularizers:
+                    batch_loss = batch_loss + reg(model)
+                opt.zero_grad(set_to_none=True)
+                batch_loss.backward()
+                opt.step()
+                _call(callbacks, "on_step_end", step, model, opt)
+                step += 1
+                total += float(batch_loss.detach()) * len(xb)
+                count += len(xb)
+                bar.update(task, advance=1, description=f"{description} e{epoch + 1}/{epochs}")
+            history.epochs.append({"epoch": epoch, "loss": total / count})
+            _call(callbacks, "on_epoch_end", epoch, model)
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, model, opt, generator, epoch + 1, history)
+    history.steps = step
+    _call(callbacks, "on_fit_end", model)
+    return history
+
+
+def _call(callbacks: Sequence[Any], hook: str, *args: Any) -> None:
+    for cb in callbacks:
+        method = getattr(cb, hook, None)
+        if method is not None:
+            method(*args)
+
+
+def _save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    generator: torch.Generator,
+    next_epoch: int,
+    history: History,
+) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "generator": generator.get_state(),
+        "next_epoch": next_epoch,
+        "history": history.epochs,
+    }
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _resume(
+    path: str | Path | None,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    generator: torch.Generator,
+    history: History,
+) -> int:
+    if path is None or not Path(path).is_file():
+        return 0
+    state = torch.load(path, weights_only=True)
+    _install_missing_masks(model, state["model"])
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    history.epochs = list(state["history"])
+    log.info("resumed %s at epoch %d", path, state["next_epoch"])
+    return int(state["next_epoch"])
+
+
+def _install_missing_masks(model: nn.Module, state: dict[str, Tensor]) -> None:
+    """A checkpoint taken mid-pruning holds mask buffers the fresh model lacks: add them."""
+    own = set(model.state_dict())
+    missing = [k for k in state if k not in own and k.endswith("_mask")]
+    if not missing:
+        return
+    from prunekit.masks import set_mask
+
+    for key in missing:
+        module_name, _, buffer = key.rpartition(".")
+        set_mask(model.get_submodule(module_name), buffer.removesuffix("_mask"), state[key])

@@ -1,0 +1,12 @@
+"""Shared fixtures: small, seeded, fast."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads() -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(2)

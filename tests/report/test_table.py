@@ -1,0 +1,40 @@
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from prunekit.report import markdown_table, write_report
+
+
+def _row(name: str, **kw) -> dict:
+    row = dict(name=name, accuracy=0.98, loss=0.1, latency_ms=2.0, params=1000,
+               nonzero_params=1000, sparsity=0.0, macs=5000, file_bytes=4000,
+               dense_file_bytes=4000, layer_sparsity={"fc": 0.0})
+    row.update(kw)
+    return row
+
+
+def test_table_compares_with_the_baseline() -> None:
+    rows = [_row("baseline"), _row("pruned", accuracy=0.975, latency_ms=1.0, file_bytes=500)]
+    table = markdown_table(rows)
+    pruned = table.splitlines()[3]
+    assert "| pruned | 97.50 | -0.50 | 1.000 | 2.00× |" in pruned
+    assert pruned.endswith("| 0.125× |")
+
+
+def test_write_report_files(tmp_path: Path) -> None:
+    rows = [_row("baseline"), _row("v", sparsity=0.9)]
+    paths = write_report(rows, tmp_path, title="t", meta={"seed": 1})
+    doc = json.loads(paths["json"].read_text())
+    assert doc["rows"][1]["sparsity"] == 0.9 and doc["seed"] == 1
+    assert paths["md"].read_text().startswith("# t\n")
+    with open(paths["csv"]) as f:
+        records = list(csv.DictReader(f))
+    assert [r["name"] for r in records] == ["baseline", "v"]
+    assert "layer_sparsity" not in records[0]
+
+
+def test_empty_report_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least one row"):
+        write_report([], tmp_path, title="t")

@@ -1,0 +1,80 @@
+"""Recipes end to end: the demo's promises, Han et al.'s result, and resuming a crashed run."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import prunekit.pipeline as pipeline
+from prunekit.recipe import load_recipe, parse_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "name": "tiny", "data": {"name": "digits"},
+    "model": {"name": "mlp", "kwargs": {"in_features": 64, "hidden": [32]}},
+    "train": {"epochs": 3, "lr": 0.01}, "measure": {"repeats": 3},
+    "variants": [
+        {"name": "half", "stages": [{"prune": {"sparsity": 0.5}}, {"train": {"epochs": 1}}]},
+        {"name": "l1", "stages": [{"train": {"epochs": 1, "regularizers": [{"kind": "l1", "lam": 1e-4}]}}]},
+    ],
+}
+
+
+def test_rerun_reuses_finished_variants_and_redoes_changed_ones(tmp_path: Path, monkeypatch) -> None:
+    rows = pipeline.run_recipe(parse_recipe(TINY), tmp_path, progress=False)
+    assert [r["name"] for r in rows] == ["baseline", "half", "l1"]
+    assert rows[1]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+
+    trained: list[str] = []
+    real_fit = pipeline.fit
+    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: trained.append(k["description"]) or real_fit(*a, **k))
+    again = pipeline.run_recipe(parse_recipe(TINY), tmp_path, progress=False)
+    assert trained == [] and again == rows
+
+    changed = json.loads(json.dumps(TINY))
+    changed["variants"][1]["stages"][0]["train"]["epochs"] = 2
+    pipeline.run_recipe(parse_recipe(changed), tmp_path, progress=False)
+    assert trained == ["l1[0]"]
+
+
+def test_crash_mid_variant_resumes_after_the_last_finished_one(tmp_path: Path, monkeypatch) -> None:
+    real_fit = pipeline.fit
+
+    def crash_on_l1(*args, **kwargs):
+        if kwargs["description"].startswith("l1"):
+            raise KeyboardInterrupt("power cut")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit", crash_on_l1)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_recipe(parse_recipe(TINY), tmp_path, progress=False)
+    assert (tmp_path / "half" / "row.json").is_file() and not (tmp_path / "l1" / "row.json").exists()
+
+    trained: list[str] = []
+    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: trained.append(k["description"]) or real_fit(*a, **k))
+    rows = pipeline.run_recipe(parse_recipe(TINY), tmp_path, progress=False)
+    assert trained == ["l1[0]"] and [r["name"] for r in rows] == ["baseline", "half", "l1"]
+
+
+@pytest.mark.slow
+def test_demo_recipe_keeps_its_promises(tmp_path: Path) -> None:
+    rows = {r["name"]: r for r in pipeline.run_recipe(load_recipe(ROOT / "recipes/demo.yaml"), tmp_path, progress=False)}
+    base, pruned = rows["baseline"], rows["magnitude-poly-90"]
+    assert pruned["sparsity"] >= 0.89
+    assert pruned["accuracy"] >= base["accuracy"] - 0.01
+    assert pruned["file_bytes"] <= 0.2 * pruned["dense_file_bytes"]
+    assert set(rows) == {"baseline", "l1", "l2", "magnitude-poly-90", "sparsemax"}
+    report = json.loads((tmp_path / "report.json").read_text())
+    keys = {"name", "accuracy", "loss", "latency_ms", "params", "nonzero_params", "sparsity",
+            "macs", "file_bytes", "dense_file_bytes"}
+    assert all(keys <= set(r) for r in report["rows"])
+
+
+@pytest.mark.slow
+def test_han2015_recipe_reaches_12x_fewer_weights_without_losing_accuracy(tmp_path: Path) -> None:
+    rows = pipeline.run_recipe(load_recipe(ROOT / "recipes/han2015_lenet300.yaml"), tmp_path, progress=False)
+    base, pruned = rows[0], rows[1]
+    baseline_weights = 784 * 300 + 300 * 100 + 100 * 10
+    assert pruned["nonzero_params"] <= baseline_weights / 12
+    assert pruned["accuracy"] >= base["accuracy"] - 0.005
