@@ -33,6 +33,8 @@ def test_write_report_files(tmp_path: Path) -> None:
         records = list(csv.DictReader(f))
     assert [r["name"] for r in records] == ["baseline", "v"]
     assert "layer_sparsity" not in records[0]
+    page = paths["html"].read_text()
+    assert page.count("data:image/png;base64,") == 2 and "<td>v</td>" in page
 
 
 def test_empty_report_is_refused(tmp_path: Path) -> None:

@@ -64,11 +64,18 @@ def markdown_table(rows: Sequence[Row]) -> str:
 def write_report(
     rows: Sequence[Row], out_dir: str | Path, *, title: str, meta: dict[str, Any] | None = None
 ) -> dict[str, Path]:
-    """Write report.json, report.md and report.csv to ``out_dir``; return their paths."""
+    """Write report.json, .md, .csv and a self-contained report.html; return their paths."""
+    from prunekit.report.html import render_html
+
     if not rows:
         raise ValueError("a report needs at least one row (the baseline)")
     out = Path(out_dir)
-    paths = {"json": out / "report.json", "md": out / "report.md", "csv": out / "report.csv"}
+    paths = {
+        "json": out / "report.json",
+        "md": out / "report.md",
+        "csv": out / "report.csv",
+        "html": out / "report.html",
+    }
     document = {"title": title, "rows": list(rows), **(meta or {})}
     write_text_atomic(paths["json"], json.dumps(document, indent=2, default=str) + "\n")
     write_text_atomic(paths["md"], f"# {title}\n\n{markdown_table(rows)}")
@@ -78,4 +85,5 @@ def write_report(
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(paths["csv"], buffer.getvalue())
+    write_text_atomic(paths["html"], render_html(rows, title))
     return paths
