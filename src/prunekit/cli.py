@@ -30,11 +30,15 @@ def _fail(message: str) -> None:
 def _print_table(rows: list[dict], title: str) -> None:
     header, body = cells(rows)
     table = Table(title=title)
-    for i, column in enumerate(header):
-        table.add_column(column, justify="left" if i == 0 else "right")
+    table.add_column(header[0], justify="left", no_wrap=True)  # variant names stay whole
+    for column in header[1:]:
+        table.add_column(column, justify="right")
     for row in body:
         table.add_row(*row)
-    console.print(table)
+    # a pipe or CI log reports 80 columns; squeezing 11 columns into them truncates every number
+    needed = sum(max(len(r[i]) for r in [header, *body]) + 3 for i in range(len(header))) + 1
+    wide = console if console.width >= needed else Console(width=needed)
+    wide.print(table)
 
 
 @app.callback()

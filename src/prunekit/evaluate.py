@@ -21,8 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from prunekit.io import atomic_write
 from prunekit.train import LOSSES, batches
-
-PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+from prunekit.unstructured import PRUNABLE_TYPES
 
 
 @torch.no_grad()
@@ -94,7 +93,7 @@ def measure_latency(
         torch.set_num_threads(previous_threads)
         model.train(was_training)
     times.sort()
-    p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
     return Latency(statistics.median(times), p95, len(example_input), used_threads, repeats)
 
 

@@ -108,14 +108,13 @@ def _regularizer(spec: RegularizerSpec) -> tuple[list[Any], list[Any]]:
 
 
 def _train(ctx: RunContext, model: nn.Module, stage: TrainStage, label: str, index: int) -> None:
-    from prunekit.masks import MaskEnforcement
     from prunekit.schedules import GradualPruning
 
     settings = TrainSpec(**stage.model_dump(include=set(TrainSpec.model_fields))).over(
         ctx.recipe.train
     )
     losses: list[Any] = []
-    callbacks: list[Any] = [MaskEnforcement()]
+    callbacks: list[Any] = []
     for reg in stage.regularizers:
         terms, cbs = _regularizer(reg)
         losses += terms

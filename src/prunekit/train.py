@@ -4,10 +4,14 @@ The loop is deliberately plain: a seeded shuffle, forward, ``task loss + regular
 backward, step, then each callback's ``on_step_end``. Pruning (gradual schedules, mask
 enforcement, proximal steps) lives in callbacks, so the loop itself never knows about masks.
 
-Callbacks are any objects with any of these methods:
-``on_fit_start(model, optimizer)``, ``on_step_end(step, model, optimizer)`` (``step`` is the
-0-based global index of the optimizer step just taken), ``on_epoch_end(epoch, model)``,
-``on_fit_end(model)``.
+Callbacks are any objects with any of these methods (``step`` is the 0-based global index of
+the optimizer step): ``on_fit_start(model, optimizer)``; ``on_step_begin(step, model,
+optimizer)`` before the forward pass; ``on_before_step(step, model, optimizer)`` between
+backward and the optimizer step (gradients are there to edit); ``on_step_end(step, model,
+optimizer)`` after it; ``on_epoch_end(epoch, model)``; ``on_fit_end(model)``.
+
+A model that holds pruning masks is trained with :class:`prunekit.masks.MaskEnforcement` even
+if no callback asks for it, so that pruned weights can never grow back by accident.
 
 A checkpoint (model, optimizer, epoch, RNG) is written atomically after every epoch when
 ``checkpoint`` is given; calling ``fit`` again with the same path resumes after the last
@@ -147,6 +151,7 @@ def fit(
     history = History()
     start_epoch = _resume(checkpoint, model, opt, generator, history)
 
+    callbacks = _with_mask_enforcement(model, callbacks)
     _call(callbacks, "on_fit_start", model, opt)
     steps_per_epoch = math.ceil(len(x) / batch_size)
     step = start_epoch * steps_per_epoch
@@ -156,6 +161,7 @@ def fit(
         for epoch in range(start_epoch, epochs):
             total, count = 0.0, 0
             for xb, yb in batches(x, y, batch_size, shuffle=True, generator=generator):
+                _call(callbacks, "on_step_begin", step, model, opt)
                 out = model(xb)
                 batch_loss = task_loss(out, yb)
                 if distillation is not None:
@@ -165,6 +171,7 @@ def fit(
                     batch_loss = batch_loss + reg(model)
                 opt.zero_grad(set_to_none=True)
                 batch_loss.backward()
+                _call(callbacks, "on_before_step", step, model, opt)
                 opt.step()
                 _call(callbacks, "on_step_end", step, model, opt)
                 step += 1
@@ -178,6 +185,15 @@ def fit(
     history.steps = step
     _call(callbacks, "on_fit_end", model)
     return history
+
+
+def _with_mask_enforcement(model: nn.Module, callbacks: Sequence[Any]) -> list[Any]:
+    from prunekit.masks import MaskEnforcement, has_masks
+
+    callbacks = list(callbacks)
+    if has_masks(model) and not any(isinstance(cb, MaskEnforcement) for cb in callbacks):
+        callbacks.insert(0, MaskEnforcement())
+    return callbacks
 
 
 def _call(callbacks: Sequence[Any], hook: str, *args: Any) -> None:

@@ -1,0 +1,118 @@
+"""Masks: pruned weights stay exactly zero through real optimizer steps; strip leaves no trace."""
+
+import pytest
+import torch
+from torch import nn
+
+from prunekit.masks import (
+    MaskEnforcement,
+    apply_masks,
+    get_mask,
+    has_masks,
+    set_mask,
+    strip,
+    zero_pruned_state,
+)
+from prunekit.train import fit
+from prunekit.unstructured import prune_by_ratio
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+def _data(n: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 12, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+def test_set_mask_zeroes_and_stores_a_bool_buffer() -> None:
+    layer = nn.Linear(3, 2)
+    mask = torch.tensor([[True, False, True], [False, True, True]])
+    set_mask(layer, "weight", mask)
+    assert torch.equal(layer.weight != 0, mask)
+    assert layer.weight_mask.dtype == torch.bool and "weight_mask" in layer.state_dict()
+    assert get_mask(layer) is layer.weight_mask and get_mask(layer, "bias") is None
+
+
+def test_set_mask_rejects_wrong_shape_and_missing_tensor() -> None:
+    layer = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match=r"shape \(3,\), but the tensor has \(2, 3\)"):
+        set_mask(layer, "weight", torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="no tensor 'gamma'"):
+        set_mask(layer, "gamma", torch.ones(2, dtype=torch.bool))
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "kwargs"),
+    [("sgd", {"momentum": 0.9, "weight_decay": 1e-3}), ("adam", {"weight_decay": 1e-3}),
+     ("adamw", {"weight_decay": 1e-2})],
+)
+def test_pruned_weights_and_their_optimizer_state_stay_zero(optimizer: str, kwargs: dict) -> None:
+    """Momentum and Adam moments built up *before* pruning must not resurrect a weight."""
+    net = _net()
+    x, y = _data()
+    # dense warm-up without masks, then prune and continue with the optimizer's state intact
+    opt_state_probe: dict = {}
+
+    class PruneAtStep3(MaskEnforcement):
+        def on_step_begin(self, step, model, opt):
+            if step == 3:
+                prune_by_ratio(model, 0.7, scope="layer")
+                zero_pruned_state(opt, model)
+            opt_state_probe["opt"] = opt
+
+    fit(net, x, y, epochs=3, batch_size=16, optimizer=optimizer, lr=0.05,
+        callbacks=[PruneAtStep3()], progress=False, **kwargs)
+    opt = opt_state_probe["opt"]
+    for layer in (net[0], net[2]):
+        pruned = ~layer.weight_mask
+        assert pruned.float().mean() == pytest.approx(0.7, abs=0.01)
+        assert torch.all(layer.weight[pruned] == 0)
+        for value in opt.state[layer.weight].values():
+            if value.shape == pruned.shape:
+                assert torch.all(value[pruned] == 0)
+        assert torch.all(layer.weight[~pruned] != 0)  # the rest did train
+
+
+def test_fit_enforces_masks_without_being_asked() -> None:
+    net = _net()
+    prune_by_ratio(net, 0.8)
+    x, y = _data()
+    fit(net, x, y, epochs=2, optimizer="sgd", momentum=0.9, lr=0.1, progress=False)
+    for layer in (net[0], net[2]):
+        assert torch.all(layer.weight[~layer.weight_mask] == 0)
+
+
+def test_apply_masks_rezeroes_after_outside_edits() -> None:
+    net = _net()
+    prune_by_ratio(net, 0.5, scope="layer")
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+    apply_masks(net)
+    assert torch.equal(net[0].weight != 0, net[0].weight_mask)
+
+
+def test_strip_leaves_a_plain_module_with_the_same_zeros() -> None:
+    net = _net()
+    prune_by_ratio(net, 0.6)
+    zeros_before = [(p == 0).clone() for p in net.parameters()]
+    plain_keys = set(_net().state_dict())
+    assert has_masks(net)
+    assert strip(net) is net
+    assert not has_masks(net)
+    assert set(net.state_dict()) == plain_keys
+    assert not any(name.endswith("_mask") for name, _ in net.named_buffers())
+    assert all(torch.equal(p == 0, z) for p, z in zip(net.parameters(), zeros_before))
+    fresh = _net()
+    fresh.load_state_dict(net.state_dict())  # loads into the unpruned architecture
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
+
+
+def test_torch_prune_masks_are_not_mistaken_for_ours() -> None:
+    import torch.nn.utils.prune as torch_prune
+
+    layer = nn.Linear(4, 4)
+    torch_prune.l1_unstructured(layer, "weight", amount=0.5)
+    assert not has_masks(layer)
