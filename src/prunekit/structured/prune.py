@@ -1,0 +1,244 @@
+"""The pruner: decide how many units each group loses, then cut them out.
+
+``prune_channels`` is the one call most users need::
+
+    report = prune_channels(model, example_input, ratio=0.5, criterion="l2")
+
+Targets:
+
+- ``ratio`` with ``scope="layer"``: every group loses that fraction of its units;
+- ``ratio`` with ``scope="global"``: that fraction of all units, lowest scores first, scores
+  normalised by their group's mean so layers of different scale compare, and no group losing
+  more than ``max_layer_ratio``;
+- ``max_macs``: the smallest ratio (of the chosen scope) whose model has at most that many
+  multiply-accumulates (an int, counted on ``example_input`` as
+  :func:`prunekit.evaluate.count_macs` does) or that fraction of the dense model's (a float).
+
+``round_to=8`` keeps a multiple of 8 channels per group, what blocked oneDNN/MKL kernels run
+fastest. Units that reach the model's output are never removed, so the classifier keeps its
+classes; ``ignore`` keeps the output channels of the named modules.
+
+>>> import torch
+>>> from torch import nn
+>>> net = nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU(),
+...                     nn.Flatten(), nn.Linear(16 * 6 * 6, 10))
+>>> report = prune_channels(net, torch.zeros(1, 3, 8, 8), ratio=0.5)
+>>> net[0].out_channels, net[4].in_features, report.removed
+(8, 288, 8)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from torch import Tensor, nn
+
+from prunekit.structured.graph import DependencyGraph, Group, build_graph
+from prunekit.structured.importance import ScoringData, score_units
+from prunekit.structured.lsh import apply_folds
+from prunekit.structured.rewrite import remove_units
+from prunekit.structured.trace import single_thread
+
+Scope = Literal["layer", "global"]
+
+
+@dataclass(frozen=True)
+class GroupReport:
+    """What happened to one group."""
+
+    modules: tuple[str, ...]
+    units: int
+    removed: int
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What ``prune_channels`` did; ``ratio`` is the one used (found by search for ``max_macs``)."""
+
+    ratio: float
+    units: int
+    removed: int
+    folded: int
+    estimated_macs_fraction: float
+    seconds: float
+    groups: list[GroupReport]
+
+
+def _channels_per_unit(graph: DependencyGraph, group: Group) -> int:
+    first = group.units[0]
+    for member in graph.members:
+        if member.role == "out":
+            count = int((graph.units_of(member.ids) == first).sum())
+            if count:
+                return count
+    return 1
+
+
+def _removal_count(n: int, wanted: int, cap: int, multiple: int) -> int:
+    """``wanted`` adjusted so that the kept count is a multiple of ``multiple``, within ``cap``."""
+    if multiple > 1 and n > multiple:
+        kept = max(multiple, multiple * round((n - wanted) / multiple))
+        wanted = n - min(kept, n)
+    return max(0, min(wanted, cap))
+
+
+def plan_removal(
+    graph: DependencyGraph,
+    scores: Tensor,
+    ratio: float,
+    *,
+    scope: Scope = "layer",
+    max_layer_ratio: float = 0.9,
+    round_to: int = 1,
+) -> np.ndarray:
+    """Boolean array over units: which to remove for ``ratio`` (see the module docstring)."""
+    values = scores.double().numpy()
+    remove = np.zeros(graph.num_units, dtype=bool)
+    caps, orders, wanted = [], [], []
+    for group in graph.groups:
+        s = values[group.units]
+        valid = np.flatnonzero(~np.isnan(s))
+        orders.append(valid[np.argsort(s[valid], kind="stable")])
+        caps.append(min(int(max_layer_ratio * group.size), group.size - 1, len(valid)))
+        wanted.append(int(ratio * group.size + 1e-9))
+    if scope == "global":
+        wanted = _global_counts(graph, values, orders, caps, ratio)
+    for group, order, cap, want in zip(graph.groups, orders, caps, wanted):
+        multiple = round_to // math.gcd(round_to, _channels_per_unit(graph, group))
+        count = _removal_count(group.size, want, cap, multiple)
+        remove[group.units[order[:count]]] = True
+    return remove
+
+
+def _global_counts(
+    graph: DependencyGraph, values: np.ndarray, orders: list[np.ndarray], caps: list[int],
+    ratio: float,
+) -> list[int]:
+    """How many units each group loses when the lowest normalised scores go first."""
+    entries = []
+    for group, order in zip(graph.groups, orders):
+        s = values[group.units[order]]
+        mean = float(s.mean()) if len(s) else 0.0
+        normalised = s / mean if mean > 0 else s
+        entries += [(float(v), group.index) for v in normalised]
+    entries.sort()
+    budget = int(ratio * sum(len(o) for o in orders) + 1e-9)
+    counts = [0] * len(graph.groups)
+    for _, g in entries:
+        if budget == 0:
+            break
+        if counts[g] < caps[g]:
+            counts[g] += 1
+            budget -= 1
+    return counts
+
+
+def estimate_macs(graph: DependencyGraph, remove: np.ndarray) -> float:
+    """Conv and Linear MACs after removing ``remove`` (on the traced sample's shapes)."""
+    keep = np.append(~remove, True)
+    total = 0.0
+    for term in graph.macs:
+        fraction = keep[graph.unit_of[term.out_ids]].mean()
+        if term.in_ids is not None and len(term.in_ids):
+            fraction *= keep[graph.unit_of[term.in_ids]].mean()
+        total += term.dense_macs * fraction
+    return total
+
+
+def _ratio_for_macs(
+    graph: DependencyGraph, scores: Tensor, fraction: float, measured: int, batch: int,
+    scope: Scope, max_layer_ratio: float, round_to: int,
+) -> float:
+    """Bisect the ratio whose estimated MACs fall under ``fraction`` of the dense ``measured``.
+
+    The estimate covers Conv and Linear layers; whatever else the counter measured (attention
+    products, recurrent steps) is taken as fixed, which can only over-estimate what is left.
+    """
+    dense = estimate_macs(graph, np.zeros(graph.num_units, dtype=bool)) * batch
+    fixed = max(0.0, measured - dense)
+    target = fraction * measured - fixed
+
+    def macs(ratio: float) -> float:
+        plan = plan_removal(graph, scores, ratio, scope=scope, max_layer_ratio=max_layer_ratio,
+                            round_to=round_to)
+        return estimate_macs(graph, plan) * batch
+
+    low, high = 0.0, 1.0
+    if macs(high) > target:
+        raise ValueError(
+            f"max_macs: even the largest pruning allowed leaves {macs(high) + fixed:,.0f} MACs, "
+            f"above the target {fraction * measured:,.0f}; raise max_layer_ratio (now "
+            f"{max_layer_ratio}) or ask for fewer savings"
+        )
+    for _ in range(30):
+        middle = (low + high) / 2
+        low, high = (low, middle) if macs(middle) <= target else (middle, high)
+    return high
+
+
+def prune_channels(
+    model: nn.Module,
+    example_input: Tensor | tuple[Tensor, ...],
+    *,
+    ratio: float | None = None,
+    max_macs: float | None = None,
+    scope: Scope = "layer",
+    max_layer_ratio: float = 0.9,
+    criterion: str = "l2",
+    data: ScoringData | Sequence[tuple[Tensor, Tensor]] | None = None,
+    ignore: Iterable[str] = (),
+    round_to: int = 1,
+) -> PruneReport:
+    """Remove the least important channels/neurons/heads/hidden units of ``model`` in place.
+
+    Exactly one of ``ratio`` and ``max_macs`` is given. ``data`` (a few ``(x, y)`` batches)
+    feeds the data-driven criteria (``taylor``, ``activation_mean``, ``apoz``).
+    """
+    start = time.perf_counter()
+    if (ratio is None) == (max_macs is None):
+        raise ValueError("give exactly one target: ratio=0.5 or max_macs=0.5 (fraction) / int")
+    if ratio is not None and not 0.0 <= ratio < 1.0:
+        raise ValueError(f"ratio must be in [0, 1), got {ratio}")
+    if scope not in ("layer", "global"):
+        raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+    if not 0.0 < max_layer_ratio < 1.0:
+        raise ValueError(f"max_layer_ratio must be in (0, 1), got {max_layer_ratio}")
+    if round_to < 1:
+        raise ValueError(f"round_to must be >= 1, got {round_to}")
+    inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+    scoring = data if isinstance(data, ScoringData) else ScoringData(tuple(data or ()))
+    with single_thread():
+        graph = build_graph(model, inputs, ignore=ignore)
+        scores = score_units(graph, criterion, scoring)
+    if max_macs is not None:
+        from prunekit.evaluate import count_macs
+
+        measured = count_macs(model, inputs[0])
+        ratio = _ratio_for_macs(graph, scores.scores, _macs_fraction(max_macs, measured),
+                                measured, len(inputs[0]), scope, max_layer_ratio, round_to)
+    assert ratio is not None
+    remove = plan_removal(graph, scores.scores, ratio, scope=scope,
+                          max_layer_ratio=max_layer_ratio, round_to=round_to)
+    dense = estimate_macs(graph, np.zeros_like(remove))
+    fraction_left = estimate_macs(graph, remove) / dense if dense else 1.0
+    with single_thread():
+        folded = apply_folds(graph, scores.folds, remove)
+        remove_units(graph, remove, inputs)
+    groups = [GroupReport(g.modules, g.size, int(remove[g.units].sum())) for g in graph.groups]
+    return PruneReport(ratio, graph.num_units, int(remove.sum()), folded, fraction_left,
+                       time.perf_counter() - start, groups)
+
+
+def _macs_fraction(max_macs: float, measured: int) -> float:
+    if isinstance(max_macs, bool) or max_macs <= 0:
+        raise ValueError(f"max_macs must be a positive int or a fraction in (0, 1], got {max_macs}")
+    if isinstance(max_macs, float):
+        if max_macs > 1.0:
+            raise ValueError(f"max_macs as a float is a fraction in (0, 1], got {max_macs}")
+        return max_macs
+    return max_macs / measured

@@ -1,0 +1,160 @@
+"""Trace a model into an fx graph and record the shape of every value on a real example input.
+
+Why fx: ``torch.fx.symbolic_trace`` gives, in milliseconds, a graph whose layer calls are still
+the user's ``nn.Module`` objects (``call_module`` nodes with qualified names), so a coupling found
+in the graph points straight at the module whose weights must shrink, and the module stack of
+every op is known for error messages. What fx alone cannot give is shapes (needed where a
+channel owns an H·W block of a flattened tensor); one real forward pass at batch 1 through an
+``fx.Interpreter`` records them.
+
+Fallback: when fx cannot trace a submodule's code (Python control flow on tensor values, for
+example), that submodule becomes an opaque leaf and tracing is retried: the rest of the model is
+still pruned, and the leaf's channels are left as they are (the graph pins everything that
+enters it). Modules named in ``ignore`` are opaque leaves from the start. Only a model whose own
+``forward`` cannot be traced raises :class:`TraceError`.
+
+>>> import torch
+>>> from torch import nn
+>>> t = trace_model(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), (torch.zeros(2, 4),))
+>>> [tuple(t.shapes[n]) for n in t.module.graph.nodes if n.op == "call_module"]
+[(1, 3), (1, 3)]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, fx, nn
+
+log = logging.getLogger(__name__)
+
+
+class TraceError(ValueError):
+    """The model could not be traced; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A traced model: the fx graph module (sharing the model's submodules) and value shapes.
+
+    ``shapes[node]`` is a ``torch.Size`` for a tensor, a tuple of such for tuples and lists of
+    tensors, and ``None`` for anything else (sizes, ints, dtypes).
+    """
+
+    module: fx.GraphModule
+    shapes: dict[fx.Node, Any]
+    opaque: frozenset[str]
+
+
+def _meta(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.shape
+    if isinstance(value, (tuple, list)) and not isinstance(value, torch.Size):
+        metas = tuple(_meta(v) for v in value)
+        return metas if any(m is not None for m in metas) else None
+    return None
+
+
+class _ShapeRecorder(fx.Interpreter):
+    def __init__(self, module: fx.GraphModule) -> None:
+        super().__init__(module)
+        self.shapes: dict[fx.Node, Any] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        self.shapes[n] = _meta(result)
+        return result
+
+
+def example_batch(inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """The first sample of each input (batch dimension kept): enough to learn every shape."""
+    return tuple(x[:1] if isinstance(x, Tensor) and x.dim() > 0 else x for x in inputs)
+
+
+class _Tracer(fx.Tracer):
+    """fx's tracer, with the named submodules kept as opaque leaves."""
+
+    def __init__(self, leaves: set[str]) -> None:
+        super().__init__()
+        self.leaves = leaves
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return module_qualified_name in self.leaves or super().is_leaf_module(
+            m, module_qualified_name
+        )
+
+
+def _symbolic_trace(model: nn.Module, leaves: set[str]) -> fx.GraphModule:
+    """Trace, turning each submodule fx fails inside into a leaf, innermost first."""
+    while True:
+        tracer = _Tracer(leaves)
+        try:
+            graph = tracer.trace(model)
+        except Exception as exc:  # fx raises TraceError, TypeError, NotImplementedError...
+            failing = next(reversed(tracer.module_stack), "") if tracer.module_stack else ""
+            if not failing or failing in leaves:
+                raise TraceError(
+                    f"torch.fx cannot trace {type(model).__name__}.forward: "
+                    f"{type(exc).__name__}: {exc}. Structured pruning needs a traceable "
+                    "forward: move Python control flow on tensor values into a submodule "
+                    "(which is then kept as it is) or out of forward()"
+                ) from exc
+            log.warning("fx cannot trace %r (%s); its channels are left unpruned", failing, exc)
+            leaves = leaves | {failing}
+            continue
+        return fx.GraphModule(model, graph)
+
+
+def run_one_sample(
+    model: nn.Module, forward: Callable[..., Any], example_inputs: tuple[Tensor, ...]
+) -> Any:
+    """``forward(*first sample)`` in eval mode without gradients, on one thread.
+
+    One sample is enough to learn shapes, and a second thread only adds synchronisation (on a
+    busy 2-core machine, 10× slower). The model's mode and the thread count are restored.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), single_thread():
+            return forward(*example_batch(example_inputs))
+    finally:
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the body on one intra-op thread, then restore the thread count.
+
+    Pruning's own work (one sample's forward, norms of weights, slicing) is small; on a busy
+    machine a second thread mostly waits for the first.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def trace_model(
+    model: nn.Module, example_inputs: tuple[Tensor, ...], ignore: frozenset[str] = frozenset()
+) -> Trace:
+    """Trace ``model`` (``ignore``-d submodules as opaque leaves) and record value shapes."""
+    graph_module = _symbolic_trace(model, set(ignore))
+    opaque = frozenset(
+        str(n.target) for n in graph_module.graph.nodes
+        if n.op == "call_module" and not _is_torch_module(graph_module.get_submodule(str(n.target)))
+    ) | ignore
+    recorder = _ShapeRecorder(graph_module)
+    run_one_sample(model, recorder.run, example_inputs)
+    return Trace(graph_module, recorder.shapes, opaque)
+
+
+def _is_torch_module(module: nn.Module) -> bool:
+    return type(module).__module__.startswith(("torch.nn", "torch.ao.nn"))
