@@ -15,14 +15,19 @@ def test_parameter_count_and_names_match_torchvision() -> None:
     model = MobileNetV2()
     assert _params(model) == 3_504_872
     keys = set(model.state_dict())
-    assert {"features.0.0.weight", "features.1.conv.0.0.weight", "features.1.conv.1.weight",
-            "features.2.conv.3.running_mean", "features.18.0.weight", "classifier.1.weight"} <= keys
+    assert {
+        "features.0.0.weight",
+        "features.1.conv.0.0.weight",
+        "features.1.conv.1.weight",
+        "features.2.conv.3.running_mean",
+        "features.18.0.weight",
+        "classifier.1.weight",
+    } <= keys
 
 
 def test_depthwise_convs_and_residuals() -> None:
     model = MobileNetV2()
-    depthwise = [m for m in model.modules()
-                 if isinstance(m, nn.Conv2d) and m.groups > 1]
+    depthwise = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
     assert len(depthwise) == 17
     assert all(m.groups == m.in_channels == m.out_channels for m in depthwise)
     residual = [m for m in model.features[1:-1] if m.use_res_connect]

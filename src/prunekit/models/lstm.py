@@ -23,7 +23,10 @@ class LSTMClassifier(nn.Module):
     """``nn.LSTM`` (batch first) → last time step → ``nn.Linear`` to class logits."""
 
     def __init__(
-        self, input_size: int = 28, hidden_size: int = 128, num_layers: int = 1,
+        self,
+        input_size: int = 28,
+        hidden_size: int = 128,
+        num_layers: int = 1,
         num_classes: int = 10,
     ) -> None:
         super().__init__()

@@ -20,8 +20,13 @@ from prunekit.models.registry import register
 
 # (expansion t, output channels c, repeats n, first stride s), Table 2 of the paper.
 INVERTED_RESIDUAL_SETTING = (
-    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-    (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
 )
 
 
@@ -39,13 +44,18 @@ class ConvBNReLU6(nn.Sequential):
     """Conv (no bias) → BatchNorm → ReLU6: torchvision's ``Conv2dNormActivation`` layout."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
         groups: int = 1,
     ) -> None:
         padding = (kernel_size - 1) // 2
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups,
-                      bias=False),
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False
+            ),
             nn.BatchNorm2d(out_channels),
             nn.ReLU6(inplace=True),
         )
@@ -79,7 +89,10 @@ class MobileNetV2(nn.Module):
     """MobileNetV2; ``width_mult`` scales every width (rounded to multiples of 8)."""
 
     def __init__(
-        self, num_classes: int = 1000, width_mult: float = 1.0, in_channels: int = 3,
+        self,
+        num_classes: int = 1000,
+        width_mult: float = 1.0,
+        in_channels: int = 3,
         dropout: float = 0.2,
     ) -> None:
         super().__init__()

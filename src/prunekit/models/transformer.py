@@ -50,7 +50,9 @@ class EncoderBlock(nn.Module):
         self.norm1 = nn.LayerNorm(d_model)
         self.attn = SelfAttention(d_model, num_heads)
         self.norm2 = nn.LayerNorm(d_model)
-        self.ffn = nn.Sequential(nn.Linear(d_model, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, d_model))
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, d_model)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attn(self.norm1(x))
@@ -62,8 +64,14 @@ class TinyTransformer(nn.Module):
     """Linear token embedding + learned positions, encoder blocks, mean pool, Linear head."""
 
     def __init__(
-        self, input_size: int = 28, max_len: int = 28, d_model: int = 64, num_heads: int = 4,
-        num_layers: int = 2, ffn_dim: int = 128, num_classes: int = 10,
+        self,
+        input_size: int = 28,
+        max_len: int = 28,
+        d_model: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        ffn_dim: int = 128,
+        num_classes: int = 10,
     ) -> None:
         super().__init__()
         self.embed = nn.Linear(input_size, d_model)

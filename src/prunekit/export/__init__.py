@@ -1,0 +1,1 @@
+"""Getting pruned models out: self-describing saved programs and other deployment formats."""
