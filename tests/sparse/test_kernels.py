@@ -1,0 +1,121 @@
+import logging
+import multiprocessing
+from pathlib import Path
+
+import pytest
+import torch
+
+from prunekit.sparse.kernels import CSRPanels, kernel_library, load_kernel_library, uses_avx2
+
+
+def sparse_weight(rows: int, cols: int, sparsity: float, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(rows, cols, generator=g)
+    w[torch.rand(rows, cols, generator=g) < sparsity] = 0
+    return w
+
+
+def densify(panels: CSRPanels) -> torch.Tensor:
+    """Rebuild the dense matrix from the panel layout, independently of the kernel."""
+    out = torch.zeros(panels.rows, panels.cols)
+    idx = panels.idx.to(torch.int64) & 0xFFFF if panels.idx.dtype == torch.int16 else panels.idx
+    for p in range(panels.panels):
+        ptr = panels.ptr[p]
+        for i in range(panels.rows):
+            k0, k1 = int(ptr[i]), int(ptr[i + 1])
+            out[i, p * panels.panel_width + idx[k0:k1].long()] = panels.val[k0:k1]
+    return out
+
+
+def test_the_kernel_is_built_by_the_install() -> None:
+    assert kernel_library() is not None, "run `pip install -e .` with gcc present"
+
+
+@pytest.mark.parametrize("width", [None, 16, 7, 40])
+def test_panels_hold_exactly_the_non_zeros(width: int | None) -> None:
+    w = sparse_weight(9, 40, 0.7)
+    panels = CSRPanels.from_dense(w, width)
+    assert panels.nnz == int((w != 0).sum())
+    assert panels.panels == (1 if width is None else -(-40 // width))
+    assert torch.equal(densify(panels), w)
+    cost = panels.row_cost
+    assert cost[0] == 0 and bool((cost[1:] >= cost[:-1]).all())
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8, 17, 40, 64, 100, 130])
+@pytest.mark.parametrize("width", [None, 32, 50])
+def test_kernel_equals_dense_matmul(batch: int, width: int | None) -> None:
+    w = sparse_weight(37, 120, 0.8, seed=batch)
+    bias = torch.randn(37)
+    xt = torch.randn(120, batch)
+    expected = w @ xt + bias[:, None]
+    panels = CSRPanels.from_dense(w, width)
+    for vectorized in (True, False):
+        for threads in (1, 2, 5):
+            out = panels.multiply_transposed(xt, bias, threads=threads, vectorized=vectorized)
+            assert torch.allclose(out, expected, atol=1e-4, rtol=1e-5), (vectorized, threads)
+
+
+def test_the_vectorized_path_runs_on_this_cpu() -> None:
+    assert uses_avx2()  # the CI machine has AVX2+FMA; the fallback is tested explicitly above
+
+
+def test_edge_cases_empty_rows_all_zero_no_bias_and_more_threads_than_rows() -> None:
+    w = torch.zeros(3, 10)
+    w[1, 4] = 2.0
+    xt = torch.randn(10, 5)
+    out = CSRPanels.from_dense(w).multiply_transposed(xt, None, threads=8)
+    assert torch.equal(out, w @ xt)
+    zero = CSRPanels.from_dense(torch.zeros(4, 6))
+    assert zero.nnz == 0
+    assert torch.equal(
+        zero.multiply_transposed(torch.randn(6, 2), None, threads=2), torch.zeros(4, 2)
+    )
+
+
+def test_wide_matrices_use_32_bit_indices() -> None:
+    w = torch.zeros(2, 70_000)
+    w[0, 69_999], w[1, 3] = 1.5, -2.0
+    panels = CSRPanels.from_dense(w)
+    assert panels.idx.dtype == torch.int32
+    xt = torch.randn(70_000, 3)
+    assert torch.allclose(panels.multiply_transposed(xt, None, threads=2), w @ xt)
+    assert CSRPanels.from_dense(w, 65_536).idx.dtype == torch.int16
+
+
+def test_bad_inputs_are_refused() -> None:
+    panels = CSRPanels.from_dense(torch.eye(4))
+    with pytest.raises(ValueError, match=r"shape \(4, batch\)"):
+        panels.multiply_transposed(torch.randn(5, 2), None, threads=1)
+    with pytest.raises(ValueError, match="float32"):
+        panels.multiply_transposed(torch.randn(4, 2, dtype=torch.float64), None, threads=1)
+    with pytest.raises(ValueError, match="2-D"):
+        CSRPanels.from_dense(torch.ones(2, 2, 2))
+
+
+def test_missing_library_is_none_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert load_kernel_library(tmp_path) is None
+    assert "not built" in caplog.text and "pip install -e ." in caplog.text
+
+
+def _child_multiplies(panels: CSRPanels, xt: torch.Tensor, queue: multiprocessing.Queue) -> None:
+    # only the kernel runs here: libgomp (torch's own thread pool) is not fork-safe
+    queue.put(panels.multiply_transposed(xt, None, threads=2).tolist())
+
+
+def test_a_forked_child_gets_a_fresh_thread_pool() -> None:
+    panels = CSRPanels.from_dense(sparse_weight(64, 64, 0.5))
+    xt = torch.randn(64, 16)
+    expected = panels.multiply_transposed(xt, None, threads=2)  # the parent's pool is running
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_multiplies, args=(panels, xt, queue))
+    child.start()
+    child.join(timeout=60)
+    if child.exitcode is None:
+        child.kill()
+    assert child.exitcode == 0, "the child hung or crashed in the kernel's thread pool"
+    assert queue.get(timeout=5) == expected.tolist()
