@@ -190,11 +190,18 @@ def _run_stages(ctx: RunContext, model: nn.Module, variant: VariantSpec) -> None
 
 
 def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, fingerprint: str) -> Row:
-    from prunekit.activations import activation_sparsity
+    from prunekit.activations import activation_sparsity, output_sparsity
 
     directory = ctx.out_dir / name
     settings = ctx.recipe.measure
-    act = activation_sparsity(model, ctx.data.x_test[:256])
+    probe = ctx.data.x_test[:256]
+    act = activation_sparsity(model, probe)
+    was_training = model.training
+    with torch.no_grad():
+        # what the model's output distribution leaves at exactly zero, under the map it trained for
+        mapping = "sparsemax" if loss == "sparsemax" else "softmax"
+        zeros_out = output_sparsity(model.eval()(probe), mapping)
+    model.train(was_training)
     row = measure(
         name,
         model,
@@ -207,6 +214,7 @@ def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, fingerprin
         loss=loss,
         extra={
             "activation_sparsity": sum(act.values()) / len(act) if act else 0.0,
+            "output_sparsity": zeros_out,
             "layer_sparsity": layer_sparsity(model),
             "fingerprint": fingerprint,
         },
