@@ -18,6 +18,7 @@ from prunekit.masks import set_mask, strip
 from prunekit.models import build_model
 from prunekit.saving import ARCHITECTURE_KEY
 from prunekit.sparse.storage import StorageError, read_metadata, save_state_dict
+from prunekit.structured import prune_channels
 
 # A fresh interpreter that cannot import the zoo (nor this test module): it must rebuild each
 # model from the file alone, and reports whether the outputs equal the saved expectations.
@@ -127,6 +128,10 @@ def test_every_zoo_and_user_model_loads_in_a_fresh_process(tmp_path: Path) -> No
     compacted = build_model("resnet20", in_channels=1)
     _shrink_first_block(compacted, keep=9)
     paths.append(_save_case(compacted, torch.rand(2, 1, 28, 28), tmp_path / "compact.safetensors"))
+    for name, shape in (("resnet20", (2, 3, 32, 32)), ("mobilenet_v2", (1, 3, 64, 64))):
+        pruned, x = build_model(name).eval(), torch.rand(shape)
+        prune_channels(pruned, x, ratio=0.5)
+        paths.append(_save_case(pruned, x, tmp_path / f"pruned_{name}.safetensors"))
 
     results = _load_fresh(paths, tmp_path)
 
