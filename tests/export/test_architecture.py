@@ -199,6 +199,7 @@ def _linear_description() -> dict:
         ({"op": "call_method", "target": "apply_"}, "not an allowlisted torch.Tensor method"),
         ({"op": "call_method", "target": "__reduce_ex__"}, "not an allowlisted"),
         ({"name": "x; import os"}, "not a valid Python identifier"),
+        ({"name": "self"}, "shadow the module"),
         ({"target": '0"); __import__("os'}, "not a valid attribute path"),
         ({"op": "exec"}, "no valid op"),
         ({"args": {"tuple": [{"node": "later"}]}}, "before it is defined"),

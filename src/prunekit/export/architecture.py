@@ -268,6 +268,8 @@ def _checked_path(path: object) -> str:
 def _checked_identifier(name: object, what: str) -> str:
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         raise ArchitectureError(f"{what} {name!r} is not a valid Python identifier")
+    if name == "self":  # fx's generated forward binds the module to `self`
+        raise ArchitectureError(f"{what} 'self' would shadow the module in the generated code")
     return name
 
 
