@@ -54,3 +54,67 @@ def test_run_writes_report(tmp_path: Path) -> None:
     for name in ("report.json", "report.md", "report.csv", "pruned/model.safetensors",
                  "pruned/model.sparse.safetensors", "baseline/model.safetensors"):
         assert (out / name).is_file(), name
+
+
+USER_MODEL = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.b1 = nn.BatchNorm2d(16)
+        self.c2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.b1(self.c1(x)))
+        return self.fc(torch.relu(self.c2(x)).mean(dim=(2, 3)))
+
+
+def make():
+    return Net()
+'''
+
+
+def test_prune_user_model_writes_report_and_a_model_that_loads_without_its_code(
+    tmp_path: Path,
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    source = tmp_path / "user_net.py"
+    source.write_text(USER_MODEL)
+    out = tmp_path / "out"
+    result = runner.invoke(app, [
+        "prune", "--model", f"{source}:make", "--input-shape", "2,3,16,16", "--ratio", "0.5",
+        "--criterion", "l2", "--out", str(out), "--repeats", "3",
+    ])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+    assert set(rows) == {"before", "after"}
+    for key in ("macs", "params", "latency_ms", "file_bytes", "dense_file_bytes", "accuracy"):
+        assert key in rows["after"], key
+    assert rows["after"]["macs"] < rows["before"]["macs"] / 3
+    assert rows["after"]["params"] < rows["before"]["params"]
+    source.unlink()  # the fresh process must not need the user's code
+    check = (
+        "import torch, prunekit\n"
+        f"m = prunekit.load({str(out / 'model.safetensors')!r})\n"
+        "print(m.c1.out_channels, tuple(m(torch.zeros(1, 3, 16, 16)).shape))\n"
+    )
+    fresh = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                           cwd=tmp_path, check=True)
+    assert fresh.stdout.split() == ["8", "(1,", "10)"]
+
+
+def test_prune_rejects_bad_input_in_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, [
+        "prune", "--model", "lenet5", "--input-shape", "1,1,28,x", "--ratio", "0.5",
+        "--out", str(tmp_path / "out"),
+    ])
+    assert result.exit_code == 2 and "input shape" in result.output
+    assert "Traceback" not in result.output

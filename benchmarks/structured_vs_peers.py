@@ -1,0 +1,196 @@
+"""Structured pruning, prunekit beside Torch-Pruning in one run: MACs, latency, prune time, accuracy.
+
+Speed: ResNet-18 (batch 8, 224²) and ResNet-56 (32², batch 64 by default) are pruned at channel
+ratios 0.3 / 0.5 / 0.7 by both libraries with the same settings (L2 group magnitude, the
+classifier ignored, kept channels rounded to a multiple of 8 for both). For each we report the
+MACs ratio (dense / pruned, ``torch.utils.flop_counter``), the latency ratio (dense / pruned,
+medians of interleaved repeats, same threads, same input) and the time each library takes to
+prune. Latency is measured two ways, each applied identically to the dense and pruned models:
+
+- ``eager``: the models as they are, in eval mode (how the issue's anchor was measured);
+- ``deployed``: :func:`prunekit.structured.deploy.prepare_for_cpu`: BatchNorm folded into the
+  conv before it and channels-last weights and input, which is how a pruned model should be
+  run on oneDNN CPU kernels.
+
+Accuracy: LeNet-5 trained on MNIST-5k, pruned by each library to at most half its MACs, then
+fine-tuned with the same budget and seed; prunekit uses its MACs target, Torch-Pruning the
+smallest ratio (found by bisection) that reaches the same MACs.
+
+    .venv/bin/python benchmarks/structured_vs_peers.py            # full run (~10 min on 2 cores)
+    .venv/bin/python benchmarks/structured_vs_peers.py --quick    # smoke test
+
+Requires the ``bench`` extra (``pip install -e '.[bench]'``): Torch-Pruning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from common import interleaved_medians, print_table, write_results
+from torch import Tensor, nn
+
+from prunekit.data import load_dataset
+from prunekit.evaluate import count_macs, evaluate_accuracy
+from prunekit.models import build_model
+from prunekit.structured import prune_channels
+from prunekit.structured.deploy import prepare_for_cpu
+from prunekit.train import fit
+
+ROUND_TO = 8
+
+
+def _classifier(model: nn.Module) -> nn.Module:
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+
+
+def prune_with_prunekit(model: nn.Module, x: Tensor, ratio: float) -> float:
+    start = time.perf_counter()
+    prune_channels(model, x, ratio=ratio, criterion="l2", round_to=ROUND_TO)
+    return time.perf_counter() - start
+
+
+def prune_with_torch_pruning(
+    model: nn.Module, x: Tensor, ratio: float, round_to: int | None = ROUND_TO
+) -> float:
+    start = time.perf_counter()
+    pruner = tp.pruner.MetaPruner(
+        model, x, importance=tp.importance.GroupMagnitudeImportance(p=2), pruning_ratio=ratio,
+        ignored_layers=[_classifier(model)], round_to=round_to,
+    )
+    pruner.step()
+    return time.perf_counter() - start
+
+
+PRUNERS: dict[str, Callable[[nn.Module, Tensor, float], float]] = {
+    "prunekit": prune_with_prunekit,
+    "torch-pruning": prune_with_torch_pruning,
+}
+
+
+def _forward(model: nn.Module, x: Tensor) -> Callable[[], Any]:
+    def run() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return run
+
+
+def speed_rows(name: str, batch: int, size: int, ratios: list[float], rounds: int) -> list[dict]:
+    torch.manual_seed(0)
+    dense = build_model(name).eval()
+    x = torch.randn(batch, 3, size, size)
+    dense_macs = count_macs(dense, x[:1])
+    rows = []
+    for ratio in ratios:
+        pruned, prune_s = {}, {}
+        for library, prune in PRUNERS.items():
+            times = []
+            for _ in range(3):
+                model = copy.deepcopy(dense)
+                times.append(prune(model, x[:1], ratio))
+            pruned[library], prune_s[library] = model.eval(), statistics.median(times)
+        x_cl = x.to(memory_format=torch.channels_last)
+        candidates = {"dense/eager": _forward(dense, x)}
+        candidates["dense/deployed"] = _forward(prepare_for_cpu(copy.deepcopy(dense)), x_cl)
+        for library, model in pruned.items():
+            candidates[f"{library}/eager"] = _forward(model, x)
+            candidates[f"{library}/deployed"] = _forward(prepare_for_cpu(copy.deepcopy(model)), x_cl)
+        medians = interleaved_medians(candidates, rounds=rounds, warmup=2)
+        for library, model in pruned.items():
+            macs_ratio = dense_macs / count_macs(model, x[:1])
+            row = {"model": name, "ratio": ratio, "library": library, "macs_ratio": macs_ratio,
+                   "prune_s": prune_s[library]}
+            for mode in ("eager", "deployed"):
+                speedup = medians[f"dense/{mode}"] / medians[f"{library}/{mode}"]
+                row[f"{mode}_ms"] = medians[f"{library}/{mode}"] * 1e3
+                row[f"dense_{mode}_ms"] = medians[f"dense/{mode}"] * 1e3
+                row[f"{mode}_latency_ratio"] = speedup
+                row[f"{mode}_efficiency"] = speedup / macs_ratio
+            rows.append(row)
+    return rows
+
+
+def _torch_pruning_to_macs(model: nn.Module, x: Tensor, fraction: float) -> nn.Module:
+    """Torch-Pruning has no MACs target: bisect its ratio to the same MACs as ours."""
+    dense_macs = count_macs(model, x)
+    low, high = 0.0, 0.95
+    best = None
+    for _ in range(12):
+        middle = (low + high) / 2
+        candidate = copy.deepcopy(model)
+        prune_with_torch_pruning(candidate, x, middle, round_to=None)
+        if count_macs(candidate, x) <= fraction * dense_macs:
+            high, best = middle, candidate
+        else:
+            low = middle
+    assert best is not None
+    return best
+
+
+def accuracy_rows(epochs: int, finetune_epochs: int) -> list[dict]:
+    data = load_dataset("mnist5k")
+    torch.manual_seed(0)
+    baseline = build_model("lenet5")
+    fit(baseline, data.x_train, data.y_train, epochs=epochs, lr=1e-3, seed=0, progress=False)
+    x = data.x_train[:1]
+    dense_macs = count_macs(baseline, x)
+    ours = copy.deepcopy(baseline)
+    prune_channels(ours, x, max_macs=0.5, criterion="l2")
+    theirs = _torch_pruning_to_macs(baseline, x, 0.5)
+    rows = [{"library": "dense baseline", "macs_fraction": 1.0,
+             **evaluate_accuracy(baseline, data.x_test, data.y_test)}]
+    for library, model in (("prunekit", ours), ("torch-pruning", theirs)):
+        fit(model, data.x_train, data.y_train, epochs=finetune_epochs, lr=5e-4, seed=1,
+            progress=False)
+        rows.append({"library": library, "macs_fraction": count_macs(model, x) / dense_macs,
+                     **evaluate_accuracy(model, data.x_test, data.y_test)})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one ratio, few repeats")
+    parser.add_argument("--rounds", type=int, default=None, help="timed repeats per candidate")
+    parser.add_argument("--resnet56-batch", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads to time with")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ratios = [0.5] if args.quick else [0.3, 0.5, 0.7]
+    rounds = args.rounds or (3 if args.quick else 15)
+    speed = speed_rows("resnet18", 8, 224, ratios, rounds)
+    speed += speed_rows("resnet56", args.resnet56_batch, 32, ratios, rounds)
+    print_table(
+        ["model", "ratio", "library", "MACs ×", "eager ×", "eager eff.", "deployed ×",
+         "deployed eff.", "prune s"],
+        [[r["model"], r["ratio"], r["library"], f"{r['macs_ratio']:.2f}",
+          f"{r['eager_latency_ratio']:.2f}", f"{r['eager_efficiency']:.2f}",
+          f"{r['deployed_latency_ratio']:.2f}", f"{r['deployed_efficiency']:.2f}",
+          f"{r['prune_s']:.2f}"] for r in speed],
+    )
+    accuracy = [] if args.skip_accuracy else accuracy_rows(
+        epochs=2 if args.quick else 8, finetune_epochs=1 if args.quick else 3
+    )
+    print()
+    print_table(
+        ["LeNet-5 on MNIST-5k", "MACs fraction", "accuracy %"],
+        [[r["library"], f"{r['macs_fraction']:.3f}", f"{100 * r['accuracy']:.2f}"]
+         for r in accuracy],
+    )
+    path = write_results("structured_vs_peers", {
+        "threads": torch.get_num_threads(), "rounds": rounds, "round_to": ROUND_TO,
+        "speed": speed, "accuracy": accuracy, "quick": args.quick,
+    })
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

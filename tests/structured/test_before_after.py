@@ -1,0 +1,43 @@
+"""prune_and_measure: two comparable rows, a saved compacted model, the report files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import prunekit
+from prunekit.data import load_dataset
+from prunekit.models import build_model
+from prunekit.structured.before_after import parse_macs, parse_shape, prune_and_measure
+
+
+def test_rows_report_and_saved_model(tmp_path: Path) -> None:
+    data = load_dataset("digits")
+    model = build_model("mlp", in_features=64, hidden=(32, 16))
+    example = data.x_test[:4]
+    before, after = prune_and_measure(model, example, tmp_path, data=data, repeats=3,
+                                      ratio=0.5)
+    assert before["params"] > after["params"] and before["macs"] > after["macs"]
+    assert 0.0 <= after["accuracy"] <= 1.0 and after["removed_units"] == 24
+    for name in ("report.json", "report.md", "model.safetensors"):
+        assert (tmp_path / name).is_file()
+    loaded = prunekit.load(tmp_path / "model.safetensors")
+    torch.testing.assert_close(loaded(example), model(example))
+
+
+def test_without_data_accuracy_is_nan(tmp_path: Path) -> None:
+    before, _ = prune_and_measure(build_model("lenet5"), torch.zeros(2, 1, 28, 28), tmp_path,
+                                  repeats=2, ratio=0.25)
+    assert math.isnan(before["accuracy"])
+
+
+def test_parsers() -> None:
+    assert parse_shape("8,3,224,224") == (8, 3, 224, 224)
+    assert parse_macs("0.5") == 0.5 and parse_macs("1000") == 1000
+    with pytest.raises(ValueError, match="positive ints"):
+        parse_shape("8,0")
+    with pytest.raises(ValueError, match="fraction"):
+        parse_macs("half")
