@@ -94,6 +94,17 @@ def test_apply_masks_rezeroes_after_outside_edits() -> None:
     assert torch.equal(net[0].weight != 0, net[0].weight_mask)
 
 
+def test_pruned_entries_are_positive_zeros() -> None:
+    """-0.0 is a non-zero bit pattern to a compressed format: pruning must leave +0.0."""
+    net = _net()
+    prune_by_ratio(net, 0.6)
+    fit(net, *_data(), epochs=1, optimizer="adam", progress=False)
+    strip(net)
+    for layer in (net[0], net[2]):
+        zeros = layer.weight == 0
+        assert zeros.any() and not torch.signbit(layer.weight[zeros]).any()
+
+
 def test_strip_leaves_a_plain_module_with_the_same_zeros() -> None:
     net = _net()
     prune_by_ratio(net, 0.6)

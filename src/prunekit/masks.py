@@ -61,7 +61,7 @@ def set_mask(module: nn.Module, name: str, mask: Tensor) -> None:
     else:
         module.register_buffer(buffer, mask)
     with torch.no_grad():
-        param.mul_(mask)
+        param.masked_fill_(~mask, 0.0)  # +0.0: a product with False leaves -0.0 behind
     _generation += 1
 
 
@@ -91,10 +91,12 @@ def has_masks(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def apply_masks(model: nn.Module) -> None:
-    """Zero every masked entry in place (after weights were changed behind the masks' back)."""
-    items = list(masked_tensors(model))
-    if items:
-        torch._foreach_mul_([t for *_, t, _ in items], [m for *_, m in items])
+    """Zero every masked entry in place (after weights were changed behind the masks' back).
+
+    The zeros are +0.0, so compressed storage sees them as zeros (a multiply would leave -0.0).
+    """
+    for *_, tensor, mask in masked_tensors(model):
+        tensor.masked_fill_(~mask, 0.0)
 
 
 @torch.no_grad()
