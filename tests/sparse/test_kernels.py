@@ -49,10 +49,10 @@ def test_kernel_equals_dense_matmul(batch: int, width: int | None) -> None:
     bias = torch.randn(37)
     xt = torch.randn(120, batch)
     expected = w @ xt + bias[:, None]
-    panels = CSRPanels.from_dense(w, width)
+    panels = CSRPanels.from_dense(w, width, bias)
     for vectorized in (True, False):
         for threads in (1, 2, 5):
-            out = panels.multiply_transposed(xt, bias, threads=threads, vectorized=vectorized)
+            out = panels.multiply_transposed(xt, threads=threads, vectorized=vectorized)
             assert torch.allclose(out, expected, atol=1e-4, rtol=1e-5), (vectorized, threads)
 
 
@@ -64,13 +64,11 @@ def test_edge_cases_empty_rows_all_zero_no_bias_and_more_threads_than_rows() -> 
     w = torch.zeros(3, 10)
     w[1, 4] = 2.0
     xt = torch.randn(10, 5)
-    out = CSRPanels.from_dense(w).multiply_transposed(xt, None, threads=8)
+    out = CSRPanels.from_dense(w).multiply_transposed(xt, threads=8)
     assert torch.equal(out, w @ xt)
     zero = CSRPanels.from_dense(torch.zeros(4, 6))
     assert zero.nnz == 0
-    assert torch.equal(
-        zero.multiply_transposed(torch.randn(6, 2), None, threads=2), torch.zeros(4, 2)
-    )
+    assert torch.equal(zero.multiply_transposed(torch.randn(6, 2), threads=2), torch.zeros(4, 2))
 
 
 def test_wide_matrices_use_32_bit_indices() -> None:
@@ -79,16 +77,25 @@ def test_wide_matrices_use_32_bit_indices() -> None:
     panels = CSRPanels.from_dense(w)
     assert panels.idx.dtype == torch.int32
     xt = torch.randn(70_000, 3)
-    assert torch.allclose(panels.multiply_transposed(xt, None, threads=2), w @ xt)
+    assert torch.allclose(panels.multiply_transposed(xt, threads=2), w @ xt)
     assert CSRPanels.from_dense(w, 65_536).idx.dtype == torch.int16
+
+
+def test_moving_the_buffers_refreshes_the_kernel_pointers() -> None:
+    w = sparse_weight(8, 8, 0.5)
+    panels = CSRPanels.from_dense(w, bias=torch.ones(8))
+    xt = torch.randn(8, 3)
+    first = panels.multiply_transposed(xt, threads=1)
+    panels.double().float()  # reallocates every floating buffer
+    assert torch.equal(panels.multiply_transposed(xt, threads=1), first)
 
 
 def test_bad_inputs_are_refused() -> None:
     panels = CSRPanels.from_dense(torch.eye(4))
     with pytest.raises(ValueError, match=r"shape \(4, batch\)"):
-        panels.multiply_transposed(torch.randn(5, 2), None, threads=1)
+        panels.multiply_transposed(torch.randn(5, 2), threads=1)
     with pytest.raises(ValueError, match="float32"):
-        panels.multiply_transposed(torch.randn(4, 2, dtype=torch.float64), None, threads=1)
+        panels.multiply_transposed(torch.randn(4, 2, dtype=torch.float64), threads=1)
     with pytest.raises(ValueError, match="2-D"):
         CSRPanels.from_dense(torch.ones(2, 2, 2))
 
@@ -103,13 +110,13 @@ def test_missing_library_is_none_with_a_warning(
 
 def _child_multiplies(panels: CSRPanels, xt: torch.Tensor, queue: multiprocessing.Queue) -> None:
     # only the kernel runs here: libgomp (torch's own thread pool) is not fork-safe
-    queue.put(panels.multiply_transposed(xt, None, threads=2).tolist())
+    queue.put(panels.multiply_transposed(xt, threads=2).tolist())
 
 
 def test_a_forked_child_gets_a_fresh_thread_pool() -> None:
     panels = CSRPanels.from_dense(sparse_weight(64, 64, 0.5))
     xt = torch.randn(64, 16)
-    expected = panels.multiply_transposed(xt, None, threads=2)  # the parent's pool is running
+    expected = panels.multiply_transposed(xt, threads=2)  # the parent's pool is running
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_child_multiplies, args=(panels, xt, queue))

@@ -14,7 +14,7 @@ returns ``None`` with a logged warning and :func:`prunekit.sparse.deploy` keeps 
 >>> panels.nnz, tuple(panels.ptr.shape)
 (2, (1, 3))
 >>> if kernel_library() is not None:
-...     print(panels.multiply_transposed(torch.ones(3, 1), None, threads=1).flatten().tolist())
+...     print(panels.multiply_transposed(torch.ones(3, 1), threads=1).flatten().tolist())
 ... else:
 ...     print([2.0, 1.0])
 [2.0, 1.0]
@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 LIBRARY_STEM = "_csr_kernels"
 MAX_U16_COLUMNS = 1 << 16
 ROW_OVERHEAD = 2
@@ -63,6 +63,24 @@ def load_kernel_library(directory: Path) -> ctypes.CDLL | None:
     return None
 
 
+class _Matrix(ctypes.Structure):
+    """Mirror of the C ``pk_matrix``: the pointers and sizes every call of one matrix reuses."""
+
+    _fields_ = [
+        ("rows", ctypes.c_int64),
+        ("cols", ctypes.c_int64),
+        ("panels", ctypes.c_int64),
+        ("panel_width", ctypes.c_int64),
+        ("ptr", ctypes.c_void_p),
+        ("idx", ctypes.c_void_p),
+        ("val", ctypes.c_void_p),
+        ("bias", ctypes.c_void_p),
+        ("row_cost", ctypes.c_void_p),
+        ("idx_bytes", ctypes.c_int32),
+        ("reserved", ctypes.c_int32),
+    ]
+
+
 def _bind(path: Path) -> ctypes.CDLL | None:
     try:
         library = ctypes.CDLL(str(path))
@@ -72,9 +90,8 @@ def _bind(path: Path) -> ctypes.CDLL | None:
     if library.pk_abi_version() != ABI_VERSION:
         log.warning("sparse kernel %s is stale; rebuild it with pip install -e .", path)
         return None
-    i64, ptr = ctypes.c_int64, ctypes.c_void_p
     library.pk_spmm.argtypes = [
-        i64, i64, i64, i64, ptr, ptr, ctypes.c_int, ptr, ptr, ptr, ptr, ptr, i64,
+        ctypes.POINTER(_Matrix), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
         ctypes.c_int, ctypes.c_int,
     ]  # fmt: skip
     library.pk_spmm.restype = ctypes.c_int
@@ -89,18 +106,26 @@ def uses_avx2() -> bool:
 
 
 class CSRPanels(nn.Module):
-    """A sparse matrix as vertical panels of ``panel_width`` columns, each an ordinary CSR.
+    """A sparse matrix (and optional bias) as vertical panels of ``panel_width`` columns.
 
-    Buffers: ``ptr`` (panels × rows+1 offsets), ``idx`` (column within the panel: int16 holding
-    uint16 bits when panels are ≤ 65536 wide, else int32), ``val`` (float32), and ``row_cost``
-    (prefix sums of per-row work, to give threads equal shares). One panel is plain CSR.
+    Each panel is an ordinary CSR matrix. Buffers: ``ptr`` (panels × rows+1 offsets), ``idx``
+    (column within the panel: int16 holding uint16 bits when panels are ≤ 65536 wide, else
+    int32), ``val`` (float32), ``bias`` (float32 or None) and ``row_cost`` (prefix sums of
+    per-row work, to give threads equal shares). One panel is plain CSR.
 
     >>> CSRPanels.from_dense(torch.eye(6), panel_width=4).panels
     2
     """
 
     def __init__(
-        self, rows: int, cols: int, panel_width: int, ptr: Tensor, idx: Tensor, val: Tensor
+        self,
+        rows: int,
+        cols: int,
+        panel_width: int,
+        ptr: Tensor,
+        idx: Tensor,
+        val: Tensor,
+        bias: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.rows, self.cols, self.panel_width = rows, cols, panel_width
@@ -108,17 +133,20 @@ class CSRPanels(nn.Module):
         self.register_buffer("ptr", ptr)
         self.register_buffer("idx", idx)
         self.register_buffer("val", val)
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
         per_row = (ptr[:, 1:] - ptr[:, :-1]).sum(dim=0) + ROW_OVERHEAD * self.panels
-        self.register_buffer(
-            "row_cost", torch.cat([torch.zeros(1, dtype=torch.int64), per_row.cumsum(0)])
-        )
+        zero = torch.zeros(1, dtype=torch.int64)
+        self.register_buffer("row_cost", torch.cat([zero, per_row.cumsum(0)]))
+        self._descriptor: _Matrix | None = None
 
     @property
     def nnz(self) -> int:
         return int(self.val.numel())
 
     @classmethod
-    def from_dense(cls, weight: Tensor, panel_width: int | None = None) -> CSRPanels:
+    def from_dense(
+        cls, weight: Tensor, panel_width: int | None = None, bias: Tensor | None = None
+    ) -> CSRPanels:
         """Pack the non-zeros of a 2-D float weight; ``panel_width=None`` means one panel.
 
         >>> CSRPanels.from_dense(torch.tensor([[0.0, 1.5]])).val.tolist()
@@ -139,16 +167,28 @@ class CSRPanels(nn.Module):
         counts = torch.bincount(panel * rows + row, minlength=panels * rows)
         starts = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
         ptr = torch.stack([starts[p * rows : p * rows + rows + 1] for p in range(panels)])
-        local = col - panel * width
-        if width <= MAX_U16_COLUMNS:
-            idx = local.to(torch.int32).to(torch.uint16).view(torch.int16)
-        else:
-            idx = local.to(torch.int32)
-        return cls(rows, cols, width, ptr.contiguous(), idx.contiguous(), weight[row, col])
+        local = (col - panel * width).to(torch.int32)
+        idx = local.to(torch.int16) if width <= MAX_U16_COLUMNS else local  # int16 wraps to u16
+        return cls(rows, cols, width, ptr.contiguous(), idx.contiguous(), weight[row, col], bias)
 
-    def multiply_transposed(
-        self, xt: Tensor, bias: Tensor | None, *, threads: int, vectorized: bool = True
-    ) -> Tensor:
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        self._descriptor = None  # .to(), .float(), ... may move the buffers
+        return super()._apply(fn, recurse)
+
+    def _describe(self) -> _Matrix:
+        if self._descriptor is None:
+            buffers = (self.ptr, self.idx, self.val, self.row_cost)
+            if any(b.device.type != "cpu" or not b.is_contiguous() for b in buffers):
+                raise RuntimeError("CSRPanels buffers must stay contiguous on the CPU")
+            self._descriptor = _Matrix(
+                self.rows, self.cols, self.panels, self.panel_width,
+                self.ptr.data_ptr(), self.idx.data_ptr(), self.val.data_ptr(),
+                None if self.bias is None else self.bias.data_ptr(), self.row_cost.data_ptr(),
+                self.idx.element_size(), 0,
+            )  # fmt: skip
+        return self._descriptor
+
+    def multiply_transposed(self, xt: Tensor, *, threads: int, vectorized: bool = True) -> Tensor:
         """``W @ xt + bias[:, None]`` for ``xt`` of shape (cols, batch), float32.
 
         ``vectorized=False`` forces the portable C loop (what CPUs without AVX2 run).
@@ -162,14 +202,10 @@ class CSRPanels(nn.Module):
                 f"got {xt.dtype} {tuple(xt.shape)}"
             )
         xt = xt.contiguous()
-        batch = xt.shape[1]
-        yt = torch.empty(self.rows, batch, dtype=torch.float32)
+        yt = torch.empty(self.rows, xt.shape[1], dtype=torch.float32)
         code = library.pk_spmm(
-            self.rows, self.cols, self.panels, self.panel_width,
-            self.ptr.data_ptr(), self.idx.data_ptr(), self.idx.element_size(),
-            self.val.data_ptr(), None if bias is None else bias.data_ptr(),
-            self.row_cost.data_ptr(), xt.data_ptr(), yt.data_ptr(), batch, threads, int(vectorized),
-        )  # fmt: skip
+            self._describe(), xt.data_ptr(), yt.data_ptr(), xt.shape[1], threads, vectorized
+        )
         if code != 0:
             raise RuntimeError(f"sparse kernel rejected its arguments (code {code})")
         return yt

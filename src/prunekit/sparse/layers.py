@@ -44,26 +44,27 @@ class SparseLinear(nn.Module):
     2
     """
 
-    def __init__(self, matrix: CSRPanels, bias: Tensor | None, *, threads: int | None = None):
+    def __init__(self, matrix: CSRPanels, *, threads: int | None = None) -> None:
         super().__init__()
         self.in_features, self.out_features = matrix.cols, matrix.rows
         self.matrix = matrix
         self.threads = threads
-        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
 
     @classmethod
     def from_dense(
         cls, linear: nn.Linear, *, panel_width: int | None = None, threads: int | None = None
     ) -> SparseLinear:
-        return cls(CSRPanels.from_dense(linear.weight, panel_width), linear.bias, threads=threads)
+        matrix = CSRPanels.from_dense(linear.weight, panel_width, linear.bias)
+        return cls(matrix, threads=threads)
 
     def forward(self, x: Tensor) -> Tensor:
         _refuse_grad(self, x)
-        lead = x.shape[:-1]
-        xt = x.reshape(-1, self.in_features).t()  # free when x is our own transposed output
         threads = torch.get_num_threads() if self.threads is None else self.threads
-        yt = self.matrix.multiply_transposed(xt.float(), self.bias, threads=threads)
-        return yt.t().reshape(*lead, self.out_features).to(x.dtype)
+        if x.dim() == 2:  # the common case, kept short: this layer may take microseconds
+            return self.matrix.multiply_transposed(x.t(), threads=threads).t()
+        xt = x.reshape(-1, self.in_features).t()  # free when x is our own transposed output
+        yt = self.matrix.multiply_transposed(xt, threads=threads)
+        return yt.t().reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, threads={self.threads}"
@@ -83,7 +84,6 @@ class SparseConv2d(nn.Module):
     def __init__(
         self,
         matrix: CSRPanels,
-        bias: Tensor | None,
         *,
         kernel_size: tuple[int, int],
         stride: tuple[int, int],
@@ -98,7 +98,6 @@ class SparseConv2d(nn.Module):
         )  # fmt: skip
         self.matrix = matrix
         self.threads = threads
-        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
 
     @staticmethod
     def supports(conv: nn.Conv2d) -> bool:
@@ -119,10 +118,9 @@ class SparseConv2d(nn.Module):
                 f"{conv} is not supported by SparseConv2d (needs groups=1, padding_mode='zeros' "
                 "and numeric padding); keep it dense"
             )
-        matrix = CSRPanels.from_dense(conv.weight.reshape(conv.out_channels, -1), panel_width)
+        weight = conv.weight.reshape(conv.out_channels, -1)
         return cls(
-            matrix,
-            conv.bias,
+            CSRPanels.from_dense(weight, panel_width, conv.bias),
             kernel_size=tuple(conv.kernel_size),
             stride=tuple(conv.stride),
             padding=tuple(conv.padding),
@@ -147,9 +145,8 @@ class SparseConv2d(nn.Module):
             )
             xt = patches.transpose(0, 1).reshape(patches.shape[1], n * out_h * out_w)
         threads = torch.get_num_threads() if self.threads is None else self.threads
-        yt = self.matrix.multiply_transposed(xt, self.bias, threads=threads)
-        out = yt.reshape(self.out_channels, n, out_h, out_w).transpose(0, 1)
-        return out.to(x.dtype)
+        yt = self.matrix.multiply_transposed(xt, threads=threads)
+        return yt.reshape(self.out_channels, n, out_h, out_w).transpose(0, 1)
 
     def extra_repr(self) -> str:
         return (

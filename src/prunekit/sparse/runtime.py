@@ -243,21 +243,29 @@ def deploy(
         if layer is not None:
             _replace(deployed, name, layer)
     swapped = any(d.deployed for d in decisions)
-    if swapped and check_end_to_end and not _faster_end_to_end(model, deployed, example_input):
+    if (
+        swapped
+        and check_end_to_end
+        and not _faster_end_to_end(model, deployed, example_input, budget_ms)
+    ):
         log.info("deployed model was not faster end to end; every layer stays dense")
         decisions = [_reverted(d) if d.deployed else d for d in decisions]
         deployed = copy.deepcopy(model).eval()
     return deployed, decisions
 
 
-def _faster_end_to_end(original: nn.Module, deployed: nn.Module, x: Tensor) -> bool:
+def _faster_end_to_end(
+    original: nn.Module, deployed: nn.Module, x: Tensor, budget_ms: float
+) -> bool:
+    """The whole-model safety net: small models take many rounds to rise above the noise."""
     was_training = original.training
     original.eval()
+    runs = {"dense": lambda: original(x), "sparse": lambda: deployed(x)}
     try:
         with torch.inference_mode():
-            medians = interleaved_medians(
-                {"dense": lambda: original(x), "sparse": lambda: deployed(x)}, repeats=9
-            )
+            scale = interleaved_medians(runs, repeats=3)
+            rounds = repeats_for(sum(scale.values()), budget_ms=budget_ms, low=9, high=201)
+            medians = interleaved_medians(runs, repeats=rounds)
     finally:
         original.train(was_training)
     return medians["sparse"] <= medians["dense"]

@@ -271,29 +271,44 @@ static void pool_run(task_fn fn, void *arg, int nthreads) {
 /* 1 when the AVX2+FMA path runs on this CPU, 0 for the portable fallback. */
 int pk_has_avx2(void) {
 #ifdef PK_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
 #else
     return 0;
 #endif
 }
 
 /* Version of this C interface; the Python side refuses a library of another version. */
-int pk_abi_version(void) { return 1; }
+int pk_abi_version(void) { return 2; }
+
+/* A sparse matrix in column-panel CSR, described once and reused for every call. */
+typedef struct {
+    int64_t rows, cols, panels, panel_width;
+    const int64_t *ptr;      /* panels x (rows + 1) offsets into idx / val */
+    const void *idx;         /* column index within the panel: uint16 or int32 */
+    const float *val;
+    const float *bias;       /* rows floats, or NULL */
+    const int64_t *row_cost; /* rows + 1 prefix sums of per-row work */
+    int32_t idx_bytes;       /* 2 or 4 */
+    int32_t reserved;
+} pk_matrix;
 
 /* yt[rows x batch] = W xt[cols x batch] + bias; returns 0, or a negative code on bad input. */
-int pk_spmm(int64_t rows, int64_t cols, int64_t panels, int64_t panel_width, const int64_t *ptr,
-            const void *idx, int idx_bytes, const float *val, const float *bias,
-            const int64_t *row_cost, const float *xt, float *yt, int64_t batch, int nthreads,
+int pk_spmm(const pk_matrix *m, const float *xt, float *yt, int64_t batch, int nthreads,
             int allow_avx2) {
-    if (rows < 0 || cols < 0 || batch < 0 || panels < 1 || panel_width < 1) return -1;
-    if (idx_bytes != 2 && idx_bytes != 4) return -2;
-    if (panels * panel_width < cols) return -3;
-    spmm_job job = {rows, cols, panels, panel_width, batch, ptr, idx, idx_bytes, val, bias,
-                    row_cost, xt, yt, allow_avx2 && pk_has_avx2()};
-    if (rows == 0 || batch == 0) return 0;
+    if (m->rows < 0 || m->cols < 0 || batch < 0 || m->panels < 1 || m->panel_width < 1) return -1;
+    if (m->idx_bytes != 2 && m->idx_bytes != 4) return -2;
+    if (m->panels * m->panel_width < m->cols) return -3;
+    spmm_job job = {m->rows, m->cols, m->panels, m->panel_width, batch, m->ptr, m->idx,
+                    m->idx_bytes, m->val, m->bias, m->row_cost, xt, yt,
+                    allow_avx2 && pk_has_avx2()};
+    if (m->rows == 0 || batch == 0) return 0;
     if (nthreads < 1) nthreads = 1;
-    if (nthreads > rows) nthreads = (int)rows;
+    if (nthreads > m->rows) nthreads = (int)m->rows;
     pool_run(run_share, &job, nthreads);
     return 0;
 }
