@@ -25,8 +25,8 @@ def pruned(shape: tuple[int, ...], sparsity: float, seed: int = 0) -> torch.Tens
 
 def mixed_state() -> dict[str, torch.Tensor]:
     weight = pruned((64, 48), 0.9)
-    weight[0, 0] = -0.0  # bit-exact round trips keep the sign of zero
     weight[1, 1] = float("nan")
+    weight[2, 2] = float("-inf")
     return {
         "fc.weight": weight,
         "fc.bias": torch.randn(64),
@@ -71,6 +71,15 @@ def test_narrow_values_are_lossy_only_within_their_precision(
     assert torch.equal(out != 0, w != 0)
     assert torch.allclose(out, w, rtol=torch.finfo(values_dtype).eps, atol=0)
     assert torch.equal(decoded["ints"], state["ints"]) and torch.equal(decoded["m"], state["m"])
+
+
+def test_negative_zeros_cost_nothing_and_come_back_as_zeros() -> None:
+    w = pruned((128, 128), 0.9)
+    signed = torch.where(w == 0, torch.full_like(w, -0.0), w)  # what `w * mask` leaves behind
+    tensors, metadata = encode({"w": signed})
+    assert tensors["w::values"].numel() == encode({"w": w})[0]["w::values"].numel()
+    out = decode(tensors, metadata)["w"]
+    assert torch.equal(out, signed) and not torch.signbit(out[out == 0]).any()
 
 
 def test_layouts_are_chosen_only_where_smaller_than_dense() -> None:

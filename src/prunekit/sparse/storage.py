@@ -6,9 +6,10 @@ smallest of its layouts — ``dense``, ``bitmask`` (one bit per element + the no
 is byte-shuffled and Huffman-coded when that is smaller (see :mod:`prunekit.sparse.packing`).
 At 90 % sparsity a bitmask file is ~0.09x the dense fp32 file, ~0.05x with fp16 values.
 
-Round trips are bit-exact (``-0.0`` and NaN included) for every dtype unless ``values_dtype``
-narrows floating tensors: fp16/bf16 values are *lossy* (rounded to that precision, decoded back
-to the original dtype). Files carry, in their safetensors metadata under ``prunekit.storage.*``,
+Round trips are exact for every dtype (NaN and infinities included; a ``-0.0`` in a sparse
+tensor is a zero like any other and comes back as ``+0.0``, so ``torch.equal`` holds) unless
+``values_dtype`` narrows floating tensors: fp16/bf16 values are *lossy* (rounded to that
+precision, decoded back to the original dtype). Files carry, in their safetensors metadata under ``prunekit.storage.*``,
 a format version, per-tensor layout/shape/dtype/sparsity, and a SHA-256 of the decoded tensors,
 so a truncated, corrupted or edited file fails with an error naming the file instead of loading
 wrong weights. Nothing is ever unpickled unless the caller says ``trust_pickle=True``.
@@ -89,7 +90,7 @@ def encode(
     for name in sorted(state):
         tensor = _checked_tensor(name, state[name])
         stored = _narrowed(name, tensor, values_dtype)
-        entry, parts = _encode_tensor(stored, format)
+        entry, parts, decoded = _encode_tensor(stored, format)
         entry.update(dtype=_dtype_name(tensor.dtype), stored_dtype=_dtype_name(stored.dtype))
         entry["shape"] = list(tensor.shape)
         index[name] = entry
@@ -98,7 +99,7 @@ def encode(
         else:
             for part, data in parts.items():
                 tensors[f"{name}{PART_SEPARATOR}{part}"] = torch.from_numpy(data)
-        _update_digest(digest, name, stored.to(tensor.dtype))
+        _update_digest(digest, name, decoded.to(tensor.dtype))
     metadata = {
         KEY_VERSION: FORMAT_VERSION,
         KEY_TENSORS: json.dumps(index, separators=(",", ":")),
@@ -251,14 +252,16 @@ def _csr_shape(shape: torch.Size) -> tuple[int, int]:
 
 def _encode_tensor(
     stored: Tensor, format: Format
-) -> tuple[dict[str, object], dict[str, np.ndarray] | None]:
-    """The tensor's index entry and packed parts, or ``None`` parts where dense is smallest."""
+) -> tuple[dict[str, object], dict[str, np.ndarray] | None, Tensor]:
+    """The tensor's index entry, its packed parts (``None`` where dense is smallest), and the
+    tensor exactly as decoding will return it."""
     numel = stored.numel()
     dense_bytes = numel * stored.element_size()
     if format == "dense" or numel == 0:
-        return {"layout": "dense"}, None
+        return {"layout": "dense"}, None, stored
+    is_nonzero = stored != 0  # -0.0 counts as zero (and comes back +0.0); NaN is kept
+    nonzero = is_nonzero.reshape(-1).numpy()
     bits = _unsigned_bits(stored)
-    nonzero = bits != 0
     nnz = int(nonzero.sum())
     arrays: dict[str, np.ndarray] = {}
     if format == "bitmask":
@@ -276,9 +279,9 @@ def _encode_tensor(
     for part, array in arrays.items():
         parts[part], infos[part] = pack(array)
     if sum(p.size for p in parts.values()) >= dense_bytes:
-        return {"layout": "dense"}, None
+        return {"layout": "dense"}, None, stored
     entry = {"layout": format, "nnz": nnz, "sparsity": 1 - nnz / numel, "parts": infos}
-    return entry, parts
+    return entry, parts, stored.masked_fill(~is_nonzero, 0)
 
 
 def _decode_tensor(
