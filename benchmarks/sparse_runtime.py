@@ -93,12 +93,18 @@ def _mlp_4096() -> nn.Module:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few rows, for a smoke test")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch (and kernel) threads; default: torch's"
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="Linear sizes")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
     if kernel_library() is None:
         raise SystemExit("the sparse kernel is not built: run `pip install -e .` first")
-    sizes, batches, sparsities = SIZES, BATCHES, SPARSITIES
+    sizes, batches, sparsities = args.sizes, BATCHES, SPARSITIES
     rounds = 15
     if args.quick:
         sizes, sparsities, rounds = (1024,), (0.5, 0.9), 5
@@ -141,7 +147,13 @@ def main() -> None:
     )  # fmt: skip
     path = write_results(
         "sparse_runtime",
-        {"quick": args.quick, "avx2": uses_avx2(), "layers": layer_rows, "end_to_end": end_to_end},
+        {
+            "quick": args.quick,
+            "avx2": uses_avx2(),
+            "threads": torch.get_num_threads(),
+            "layers": layer_rows,
+            "end_to_end": end_to_end,
+        },
     )
     print(f"\nwrote {path}")
 
