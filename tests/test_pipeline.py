@@ -78,3 +78,19 @@ def test_han2015_recipe_reaches_12x_fewer_weights_without_losing_accuracy(tmp_pa
     baseline_weights = 784 * 300 + 300 * 100 + 100 * 10
     assert pruned["nonzero_params"] <= baseline_weights / 12
     assert pruned["accuracy"] >= base["accuracy"] - 0.005
+
+
+def test_structured_stage_makes_the_variant_smaller(tmp_path: Path) -> None:
+    recipe = {
+        "name": "structured", "data": {"name": "digits"},
+        "model": {"name": "mlp", "kwargs": {"in_features": 64, "hidden": [32, 32]}},
+        "train": {"epochs": 3, "lr": 0.01}, "measure": {"repeats": 3},
+        "variants": [{"name": "thin", "stages": [
+            {"structured": {"macs_fraction": 0.5, "criterion": "taylor"}},
+            {"train": {"epochs": 1}},
+        ]}],
+    }
+    base, thin = pipeline.run_recipe(parse_recipe(recipe), tmp_path, progress=False)
+    assert thin["macs"] <= 0.5 * base["macs"]
+    assert thin["params"] < base["params"] and thin["sparsity"] == 0.0
+    assert thin["accuracy"] > 0.5

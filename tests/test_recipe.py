@@ -87,3 +87,26 @@ def test_file_errors(tmp_path: Path) -> None:
     listing.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(RecipeError, match="a recipe is a YAML mapping"):
         load_recipe(listing)
+
+
+@pytest.mark.parametrize(
+    ("structured", "expected"),
+    [
+        ({"ratio": 0.5, "macs_fraction": 0.5}, "give exactly one target"),
+        ({}, "give exactly one target"),
+        ({"ratio": 0.5, "criterion": "vibes"}, "unknown criterion"),
+        ({"macs_fraction": 0.0}, "macs_fraction = 0.0"),
+        ({"ratio": 0.5, "max_layer_ratio": 1.0}, "max_layer_ratio = 1.0"),
+    ],
+)
+def test_structured_stage_errors(structured: dict, expected: str) -> None:
+    stages = [{"structured": structured}]
+    with pytest.raises(RecipeError, match=expected):
+        parse_recipe(_recipe(variants=[{"name": "v", "stages": stages}]), "r.yaml")
+
+
+def test_structured_stage_accepts_every_option() -> None:
+    spec = {"macs_fraction": 0.5, "criterion": "bn_scale", "scope": "global",
+            "max_layer_ratio": 0.8, "round_to": 8, "ignore": ["features.0"]}
+    recipe = parse_recipe(_recipe(variants=[{"name": "v", "stages": [{"structured": spec}]}]))
+    assert recipe.variants[0].stages[0].structured.round_to == 8

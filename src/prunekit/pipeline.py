@@ -32,6 +32,7 @@ from prunekit.recipe import (
     Recipe,
     RegularizerSpec,
     ScheduleSpec,
+    StructuredSpec,
     TrainSpec,
     TrainStage,
     VariantSpec,
@@ -187,6 +188,20 @@ def _run_stages(ctx: RunContext, model: nn.Module, variant: VariantSpec) -> None
             _prune_once(model, stage.prune)
         elif stage.iterative is not None:
             _iterate(ctx, model, stage.iterative, label)
+        elif stage.structured is not None:
+            _prune_structured(ctx, model, stage.structured)
+
+
+def _prune_structured(ctx: RunContext, model: nn.Module, spec: StructuredSpec) -> None:
+    """Physically remove units; data-driven criteria score on four training batches."""
+    from prunekit.structured import prune_channels
+
+    x, y = ctx.data.x_train, ctx.data.y_train
+    prune_channels(
+        model, x[:1], ratio=spec.ratio, max_macs=spec.macs_fraction, criterion=spec.criterion,
+        scope=spec.scope, max_layer_ratio=spec.max_layer_ratio, round_to=spec.round_to,
+        ignore=spec.ignore, data=[(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)],
+    )
 
 
 def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, fingerprint: str) -> Row:

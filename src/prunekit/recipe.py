@@ -166,6 +166,37 @@ class IterativeSpec(_CriterionMixin):
     train: TrainSpec = TrainSpec()
 
 
+class StructuredSpec(_Strict):
+    """Remove whole channels/neurons/heads (``prunekit.structured.prune_channels``).
+
+    Give ``ratio`` (fraction of each group's units, or of all units with ``scope: global``) or
+    ``macs_fraction`` (prune until MACs <= that fraction of the model's before this stage).
+    """
+
+    ratio: Sparsity | None = None
+    macs_fraction: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    criterion: str = "l2"
+    scope: Scope = "layer"
+    max_layer_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+    round_to: PositiveInt = 1
+    ignore: list[str] = []
+
+    @field_validator("criterion")
+    @classmethod
+    def _known_structured_criterion(cls, name: str) -> str:
+        from prunekit.structured.importance import IMPORTANCE
+
+        if name not in IMPORTANCE:
+            raise ValueError(f"unknown criterion; choose one of {sorted(IMPORTANCE)}")
+        return name
+
+    @model_validator(mode="after")
+    def _one_target(self) -> StructuredSpec:
+        if (self.ratio is None) == (self.macs_fraction is None):
+            raise ValueError("give exactly one target: 'ratio: 0.5' or 'macs_fraction: 0.5'")
+        return self
+
+
 class TrainStage(TrainSpec):
     regularizers: list[RegularizerSpec] = []
     prune: GradualPruneSpec | None = None
@@ -175,18 +206,20 @@ class TrainStage(TrainSpec):
 
 
 class Stage(_Strict):
-    """Exactly one of: train, prune, iterative."""
+    """Exactly one of: train, prune, iterative, structured."""
 
     train: TrainStage | None = None
     prune: PruneSpec | None = None
     iterative: IterativeSpec | None = None
+    structured: StructuredSpec | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Stage:
-        given = [k for k in ("train", "prune", "iterative") if getattr(self, k) is not None]
+        kinds = ("train", "prune", "iterative", "structured")
+        given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"a stage is exactly one of train, prune, iterative; got {given or 'none'}"
+                f"a stage is exactly one of {', '.join(kinds)}; got {given or 'none'}"
             )
         return self
 

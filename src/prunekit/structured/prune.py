@@ -82,7 +82,7 @@ def _channels_per_unit(graph: DependencyGraph, group: Group) -> int:
 def _removal_count(n: int, wanted: int, cap: int, multiple: int) -> int:
     """``wanted`` adjusted so that the kept count is a multiple of ``multiple``, within ``cap``."""
     if multiple > 1 and n > multiple:
-        kept = max(multiple, multiple * round((n - wanted) / multiple))
+        kept = max(multiple, multiple * math.floor((n - wanted) / multiple + 0.5))
         wanted = n - min(kept, n)
     return max(0, min(wanted, cap))
 
