@@ -333,3 +333,32 @@ def test_untraceable_submodule_becomes_an_opaque_leaf() -> None:
     g = build_graph(WithUntraceable(), torch.zeros(1, 4))
     assert (_units(g, "a") == -1).all()
     assert (_units(g, "b") >= 0).all()
+
+
+class PermuteMix(nn.Module):
+    """Channels moved last for a Linear, a matmul contracting them, and a softmax over them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 1)
+        self.mix = nn.Linear(6, 5)
+        self.key = nn.Linear(5, 4)
+        self.query = nn.Linear(5, 4)
+        self.gate = nn.Linear(5, 3)
+        self.out = nn.Linear(3, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(self.mix(self.conv(x).permute(0, 2, 3, 1).flatten(1, 2)))  # N×HW×5
+        scores = self.query(h) @ self.key(h).transpose(1, 2)  # contracts the 4 key/query units
+        g = torch.softmax(self.gate(h), dim=-1)  # softmax over the gate's 3 units: pinned
+        return self.out(torch.stack([g, g], dim=0).sum(0)).mean(1) + scores.mean()
+
+
+def test_permute_matmul_softmax_and_stack(exact_removal) -> None:
+    g = build_graph(PermuteMix(), torch.zeros(1, 3, 2, 2))
+    np.testing.assert_array_equal(_units(g, "mix", dim=1), _units(g, "conv"))
+    np.testing.assert_array_equal(_units(g, "query"), _units(g, "key"))
+    assert (_units(g, "query") >= 0).all()
+    assert (_units(g, "gate") == -1).all()
+    before, after, _ = exact_removal(PermuteMix(), torch.randn(2, 3, 2, 2), fraction=0.5)
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
