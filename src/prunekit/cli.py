@@ -93,13 +93,14 @@ def prune(
     weights: Annotated[Path | None, typer.Option(help="safetensors state dict to load")] = None,
     data: Annotated[str | None, typer.Option(help="data set for accuracy / data criteria")] = None,
     repeats: Annotated[int, typer.Option(help="timed latency repeats")] = 20,
+    deploy: Annotated[bool, typer.Option(help="time with BN folded, channels-last")] = False,
 ) -> None:
     """Remove channels/neurons physically; write the compacted model and a before/after report."""
     from prunekit.structured.before_after import parse_macs, prune_from_spec
 
     try:
         rows = prune_from_spec(
-            model, input_shape, out, weights=weights, data=data, repeats=repeats,
+            model, input_shape, out, weights=weights, data=data, repeats=repeats, deploy=deploy,
             ratio=ratio, max_macs=parse_macs(max_macs) if max_macs else None,
             criterion=criterion, scope=scope, max_layer_ratio=max_layer_ratio,
             round_to=round_to, ignore=[name for name in ignore.split(",") if name],

@@ -41,3 +41,13 @@ def test_parsers() -> None:
         parse_shape("8,0")
     with pytest.raises(ValueError, match="fraction"):
         parse_macs("half")
+
+
+def test_deploy_times_folded_copies_but_saves_the_plain_model(tmp_path: Path) -> None:
+    model = build_model("resnet20")
+    rows = prune_and_measure(model, torch.randn(2, 3, 32, 32), tmp_path, repeats=2, ratio=0.5,
+                             deploy=True)
+    assert rows[1]["latency_ms"] > 0
+    assert isinstance(model.bn1, torch.nn.BatchNorm2d)
+    loaded = prunekit.load(tmp_path / "model.safetensors")
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())

@@ -36,6 +36,7 @@ from prunekit.evaluate import (
     prunable_sparsity,
 )
 from prunekit.report import write_report
+from prunekit.structured.deploy import prepare_for_cpu
 from prunekit.structured.prune import prune_channels
 
 Row = dict[str, Any]
@@ -104,6 +105,7 @@ def prune_and_measure(
     *,
     data: Dataset | None = None,
     repeats: int = 20,
+    deploy: bool = False,
     title: str = "structured pruning",
     **prune_options: Any,
 ) -> list[Row]:
@@ -111,13 +113,20 @@ def prune_and_measure(
 
     Writes ``out_dir/model.safetensors`` (the compacted model, loadable by ``prunekit.load``)
     and ``out_dir/report.{json,md,csv,html}`` with rows ``before`` and ``after``. Accuracy and
-    loss are measured on ``data``'s test split when given, else reported as NaN.
+    loss are measured on ``data``'s test split when given, else reported as NaN. With
+    ``deploy``, both models are timed as :func:`prepare_for_cpu` leaves them (BatchNorm folded,
+    channels-last); the saved model is the plain pruned one either way.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dense = copy.deepcopy(model)
     report = prune_channels(model, example_input, **prune_options)
-    latency = interleaved_latency({"before": dense, "after": model}, example_input, repeats)
+    timed, timed_input = {"before": dense, "after": model}, example_input
+    if deploy:
+        timed = {k: prepare_for_cpu(copy.deepcopy(m)) for k, m in timed.items()}
+        if example_input.dim() == 4:
+            timed_input = example_input.to(memory_format=torch.channels_last)
+    latency = interleaved_latency(timed, timed_input, repeats)
     with tempfile.TemporaryDirectory() as scratch:
         before = _row("before", dense, example_input, Path(scratch) / "before.safetensors",
                       data, latency["before"], {})
@@ -166,6 +175,7 @@ def prune_from_spec(
     weights: str | Path | None = None,
     data: str | None = None,
     repeats: int = 20,
+    deploy: bool = False,
     **prune_options: Any,
 ) -> list[Row]:
     """``prunekit prune``: build ``model_spec`` (zoo name or ``file.py:factory``), prune, report.
@@ -191,4 +201,5 @@ def prune_from_spec(
     torch.manual_seed(0)
     example = torch.randn(*shape)
     return prune_and_measure(model, example, out_dir, data=dataset, repeats=repeats,
-                             title=f"{model_spec} structured pruning", **prune_options)
+                             deploy=deploy, title=f"{model_spec} structured pruning",
+                             **prune_options)
