@@ -27,13 +27,14 @@ import argparse
 import logging
 
 import torch
-from common import interleaved_medians, print_table, write_results
+from common import print_table, write_results
 from torch import nn
 
 from prunekit.masks import strip
 from prunekit.models import build_model
 from prunekit.sparse import deploy
 from prunekit.sparse.kernels import kernel_library, uses_avx2
+from prunekit.sparse.timing import interleaved_medians
 from prunekit.unstructured import prune_by_ratio
 
 SIZES = (1024, 2048, 4096)
@@ -60,14 +61,14 @@ def _layer_row(size: int, batch: int, sparsity: float, rounds: int) -> dict[str,
                 "torch_csr": lambda: torch.addmm(bias, csr, x.t()).t(),
                 "prunekit": lambda: deployed(x),
             },
-            rounds=rounds,
+            repeats=rounds,
         )
     dense = medians["dense"]
     return {
         "size": size,
         "batch": batch,
         "sparsity": sparsity,
-        "dense_ms": dense * 1e3,
+        "dense_ms": dense,
         "torch_csr_speedup": dense / medians["torch_csr"],
         "prunekit_speedup": dense / medians["prunekit"],
         "prunekit_layout": decisions[0].layout,
@@ -78,13 +79,13 @@ def _end_to_end_row(name: str, model: nn.Module, x: torch.Tensor, rounds: int) -
     deployed, decisions = deploy(model, x)
     with torch.inference_mode():
         medians = interleaved_medians(
-            {"dense": lambda: model(x), "prunekit": lambda: deployed(x)}, rounds=rounds
+            {"dense": lambda: model(x), "prunekit": lambda: deployed(x)}, repeats=rounds
         )
     return {
         "model": name,
         "batch": len(x),
-        "dense_ms": medians["dense"] * 1e3,
-        "deployed_ms": medians["prunekit"] * 1e3,
+        "dense_ms": medians["dense"],
+        "deployed_ms": medians["prunekit"],
         "speedup": medians["dense"] / medians["prunekit"],
         "sparse_layers": f"{sum(d.deployed for d in decisions)}/{len(decisions)}",
     }

@@ -19,6 +19,12 @@ def test_medians_rank_alternatives_and_run_each_the_right_number_of_times() -> N
     assert medians["slow"] >= 3.0 > medians["fast"]
 
 
+def test_every_candidate_takes_every_position_in_turn() -> None:
+    order: list[str] = []
+    interleaved_medians({k: (lambda k=k: order.append(k)) for k in "abc"}, repeats=3, warmup=0)
+    assert order == list("abcbcacab")
+
+
 def test_repeats_are_bounded() -> None:
     assert repeats_for(0.0, budget_ms=10) == 25
     assert repeats_for(2.0, budget_ms=20) == 10

@@ -1,9 +1,10 @@
 """Fair timing of alternatives on a busy machine: interleaved runs, medians.
 
 Why: when other processes share the cores, timing A for a while and then B for a while
-compares two different machines. Running A, B, C, A, B, C, ... exposes every alternative to
-the same noise, and the median of each discards the runs a context switch spoiled. Deployment
-decisions and the benchmarks both rest on this.
+compares two different machines. Running A, B, C, then B, C, A, then C, A, B, ... exposes every
+alternative to the same noise and gives each the same predecessors (what ran just before
+decides what is left in the caches), and the median of each discards the runs a context switch
+spoiled. Deployment decisions and the benchmarks both rest on this.
 
 >>> import torch
 >>> medians = interleaved_medians({"small": lambda: torch.ones(10).sum(),
@@ -28,11 +29,13 @@ def interleaved_medians(
     for _ in range(warmup):
         for run in candidates.values():
             run()
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, run in candidates.items():
+    names = list(candidates)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            run()
+            candidates[name]()
             times[name].append((time.perf_counter() - start) * 1e3)
     return {name: statistics.median(values) for name, values in times.items()}
 
