@@ -1,5 +1,6 @@
 import logging
 import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,26 @@ def test_kernel_equals_dense_matmul(batch: int, width: int | None) -> None:
             assert torch.allclose(out, expected, atol=1e-4, rtol=1e-5), (vectorized, threads)
 
 
-def test_the_vectorized_path_runs_on_this_cpu() -> None:
-    assert uses_avx2()  # the CI machine has AVX2+FMA; the fallback is tested explicitly above
+def test_the_vectorized_path_is_chosen_exactly_when_the_cpu_has_avx2_and_fma() -> None:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo to compare with")
+    flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
+    assert uses_avx2() == {"avx2", "fma"} <= set(flags.split())
+
+
+def test_concurrent_callers_get_correct_results() -> None:
+    w = sparse_weight(300, 200, 0.9)
+    panels = CSRPanels.from_dense(w)
+    inputs = [torch.randn(200, 8) for _ in range(8)]
+    expected = [w @ xt for xt in inputs]
+
+    def run(index: int) -> bool:
+        out = panels.multiply_transposed(inputs[index], threads=1 + index % 2)
+        return bool(torch.allclose(out, expected[index], atol=1e-4))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(pool.map(run, range(8)))
 
 
 def test_edge_cases_empty_rows_all_zero_no_bias_and_more_threads_than_rows() -> None:

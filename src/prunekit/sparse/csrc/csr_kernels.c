@@ -240,16 +240,18 @@ static int pool_grow(int wanted) {
 }
 
 static void pool_run(task_fn fn, void *arg, int nthreads) {
+    if (nthreads <= 1) { /* the caller's thread alone: no pool, no lock, concurrent callers ok */
+        fn(arg, 0, 1);
+        return;
+    }
     pthread_mutex_lock(&call_mutex);
     pthread_mutex_lock(&pool_mutex);
-    if (nthreads > 1) {
-        const int workers = pool_grow(nthreads - 1);
-        if (workers < nthreads - 1) nthreads = workers + 1;
-    }
+    const int workers = pool_grow(nthreads - 1);
+    if (workers < nthreads - 1) nthreads = workers + 1;
     if (nthreads <= 1) {
         pthread_mutex_unlock(&pool_mutex);
-        fn(arg, 0, 1);
         pthread_mutex_unlock(&call_mutex);
+        fn(arg, 0, 1);
         return;
     }
     pool_fn = fn;
