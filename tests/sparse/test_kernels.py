@@ -62,7 +62,7 @@ def test_the_vectorized_path_is_chosen_exactly_when_the_cpu_has_avx2_and_fma() -
     if not cpuinfo.exists():
         pytest.skip("no /proc/cpuinfo to compare with")
     flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
-    assert uses_avx2() == {"avx2", "fma"} <= set(flags.split())
+    assert uses_avx2() == ({"avx2", "fma"} <= set(flags.split()))
 
 
 def test_concurrent_callers_get_correct_results() -> None:
