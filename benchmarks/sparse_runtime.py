@@ -25,6 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import logging
+from collections.abc import Callable
 
 import torch
 from common import print_table, write_results
@@ -34,7 +35,7 @@ from prunekit.masks import strip
 from prunekit.models import build_model
 from prunekit.sparse import deploy
 from prunekit.sparse.kernels import kernel_library, uses_avx2
-from prunekit.sparse.timing import interleaved_medians
+from prunekit.sparse.timing import interleaved_medians, repeats_for
 from prunekit.unstructured import prune_by_ratio
 
 SIZES = (1024, 2048, 4096)
@@ -47,22 +48,27 @@ def _pruned(model: nn.Module, sparsity: float, scope: str) -> nn.Module:
     return strip(model).eval()
 
 
-def _layer_row(size: int, batch: int, sparsity: float, rounds: int) -> dict[str, object]:
+def _compare(runs: dict[str, Callable[[], object]], budget_ms: float) -> dict[str, float]:
+    """Medians of interleaved runs; fast candidates get more rounds, so noise evens out."""
+    with torch.inference_mode():
+        scale = sum(interleaved_medians(runs, repeats=3).values())
+        rounds = repeats_for(scale, budget_ms=budget_ms, low=15, high=400)
+        return interleaved_medians(runs, repeats=rounds)
+
+
+def _layer_row(size: int, batch: int, sparsity: float, budget_ms: float) -> dict[str, object]:
     model = _pruned(nn.Sequential(nn.Linear(size, size)), sparsity, "layer")
     layer = model[0]
     x = torch.randn(batch, size)
     csr = layer.weight.detach().to_sparse_csr()
     bias = layer.bias.detach()[:, None]
     deployed, decisions = deploy(model, x)
-    with torch.inference_mode():
-        medians = interleaved_medians(
-            {
-                "dense": lambda: model(x),
-                "torch_csr": lambda: torch.addmm(bias, csr, x.t()).t(),
-                "prunekit": lambda: deployed(x),
-            },
-            repeats=rounds,
-        )
+    runs = {
+        "dense": lambda: model(x),
+        "torch_csr": lambda: torch.addmm(bias, csr, x.t()).t(),
+        "prunekit": lambda: deployed(x),
+    }
+    medians = _compare(runs, budget_ms)
     dense = medians["dense"]
     return {
         "size": size,
@@ -75,12 +81,11 @@ def _layer_row(size: int, batch: int, sparsity: float, rounds: int) -> dict[str,
     }
 
 
-def _end_to_end_row(name: str, model: nn.Module, x: torch.Tensor, rounds: int) -> dict[str, object]:
+def _end_to_end_row(
+    name: str, model: nn.Module, x: torch.Tensor, budget_ms: float
+) -> dict[str, object]:
     deployed, decisions = deploy(model, x)
-    with torch.inference_mode():
-        medians = interleaved_medians(
-            {"dense": lambda: model(x), "prunekit": lambda: deployed(x)}, repeats=rounds
-        )
+    medians = _compare({"dense": lambda: model(x), "prunekit": lambda: deployed(x)}, budget_ms)
     return {
         "model": name,
         "batch": len(x),
@@ -113,15 +118,15 @@ def main() -> None:
     if kernel_library() is None:
         raise SystemExit("the sparse kernel is not built: run `pip install -e .` first")
     sizes, batches, sparsities = args.sizes, BATCHES, SPARSITIES
-    rounds = 15
+    budget_ms = 2000.0
     if args.quick:
-        sizes, sparsities, rounds = (1024,), (0.5, 0.9), 5
+        sizes, sparsities, budget_ms = (1024,), (0.5, 0.9), 200.0
 
     layer_rows = []
     for size in sizes:
         for batch in batches:
             for sparsity in sparsities:
-                layer_rows.append(_layer_row(size, batch, sparsity, rounds))
+                layer_rows.append(_layer_row(size, batch, sparsity, budget_ms))
     policy = os.environ["OMP_WAIT_POLICY"]
     print(f"\nLinear layer, {torch.get_num_threads()} threads, OMP_WAIT_POLICY={policy}, ", end="")
     print(f"AVX2 kernel: {uses_avx2()}\n")
@@ -139,12 +144,12 @@ def main() -> None:
     for batch in batches:
         lenet = _pruned(build_model("lenet300"), 0.92, "global")
         end_to_end.append(
-            _end_to_end_row("LeNet-300-100, 92 %", lenet, torch.randn(batch, 1, 28, 28), rounds)
+            _end_to_end_row("LeNet-300-100, 92 %", lenet, torch.randn(batch, 1, 28, 28), budget_ms)
         )
         if not args.quick:
             mlp = _pruned(_mlp_4096(), 0.9, "layer")
             end_to_end.append(
-                _end_to_end_row("MLP 4096-wide, 90 %", mlp, torch.randn(batch, 4096), rounds)
+                _end_to_end_row("MLP 4096-wide, 90 %", mlp, torch.randn(batch, 4096), budget_ms)
             )
     print("\nEnd to end\n")
     print_table(
