@@ -105,7 +105,7 @@ def plan_removal(
         valid = np.flatnonzero(~np.isnan(s))
         orders.append(valid[np.argsort(s[valid], kind="stable")])
         caps.append(min(int(max_layer_ratio * group.size), group.size - 1, len(valid)))
-        wanted.append(int(ratio * group.size + 1e-9))
+        wanted.append(group.size - int((1.0 - ratio) * group.size + 1e-9))  # keep ⌊(1-r)·n⌋
     if scope == "global":
         wanted = _global_counts(graph, values, orders, caps, ratio)
     for group, order, cap, want in zip(graph.groups, orders, caps, wanted):
@@ -210,6 +210,8 @@ def prune_channels(
         raise ValueError(f"max_layer_ratio must be in (0, 1), got {max_layer_ratio}")
     if round_to < 1:
         raise ValueError(f"round_to must be >= 1, got {round_to}")
+    if max_macs is not None:
+        _macs_fraction(max_macs, 1)  # validates before any work
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
     scoring = data if isinstance(data, ScoringData) else ScoringData(tuple(data or ()))
     with single_thread():
