@@ -31,11 +31,11 @@ import torch
 from common import print_table, write_results
 from torch import nn
 
+from prunekit.latency import interleaved_medians, repeats_for
 from prunekit.masks import strip
 from prunekit.models import build_model
 from prunekit.sparse import deploy
 from prunekit.sparse.kernels import kernel_library, uses_avx2
-from prunekit.sparse.timing import interleaved_medians, repeats_for
 from prunekit.unstructured import prune_by_ratio
 
 SIZES = (1024, 2048, 4096)

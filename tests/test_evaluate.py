@@ -10,7 +10,6 @@ from prunekit.evaluate import (
     count_params,
     evaluate_accuracy,
     layer_sparsity,
-    measure_latency,
     prunable_sparsity,
 )
 from prunekit.models import build_model
@@ -47,14 +46,6 @@ def test_accuracy_counts_correct_predictions() -> None:
     assert evaluate_accuracy(model, x, y)["accuracy"] == 0.75
 
 
-def test_latency_records_its_conditions_and_restores_threads() -> None:
-    before = torch.get_num_threads()
-    lat = measure_latency(nn.Linear(64, 64), torch.zeros(8, 64), warmup=2, repeats=9, threads=1)
-    assert lat.threads == 1 and lat.batch_size == 8 and lat.repeats == 9
-    assert 0 < lat.median_ms <= lat.p95_ms
-    assert torch.get_num_threads() == before
-
-
 def test_saved_weight_files_load_back(tmp_path: Path) -> None:
     from prunekit.evaluate import save_weights
     from prunekit.sparse.storage import load_state_dict
@@ -67,3 +58,50 @@ def test_saved_weight_files_load_back(tmp_path: Path) -> None:
     for loaded in (load_file(str(dense)), load_state_dict(compressed)):
         assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
     assert compressed.stat().st_size < 0.2 * dense.stat().st_size
+
+
+def test_measure_writes_the_variant_files(tmp_path: Path) -> None:
+    from prunekit.evaluate import measure
+    from prunekit.masks import strip
+    from prunekit.unstructured import prune_by_ratio
+
+    model = build_model("lenet300")
+    prune_by_ratio(model, 0.9)
+    strip(model)
+    x, y = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    row = measure("v", model, x, y, out_dir=tmp_path, onnx=True).as_row()
+    assert row["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    assert row["file_bytes"] == (tmp_path / "model.sparse.safetensors").stat().st_size
+    assert row["dense_file_bytes"] == (tmp_path / "model.safetensors").stat().st_size
+    assert row["file_bytes"] < 0.15 * row["dense_file_bytes"]
+    assert row["onnx_file_bytes"] == (tmp_path / "model.onnx").stat().st_size
+
+
+def test_weight_files_are_whole_models_that_load_without_code(tmp_path: Path) -> None:
+    import prunekit
+    from prunekit.evaluate import save_weights
+
+    model = build_model("lenet5").eval()
+    dense, compressed = save_weights(model, tmp_path)
+    x = torch.rand(2, 1, 28, 28)
+    for path in (dense, compressed):
+        assert torch.equal(prunekit.load(path)(x), model(x))
+
+
+def test_untraceable_models_are_saved_as_weights(tmp_path: Path, caplog) -> None:
+    from prunekit.evaluate import save_weights
+    from prunekit.sparse.storage import load_state_dict
+
+    class DataDependent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.fc(x) if x.sum() > 0 else -x
+
+    model = DataDependent()
+    dense, compressed = save_weights(model, tmp_path)
+    assert "cannot trace" in caplog.text
+    for path in (dense, compressed):
+        assert all(torch.equal(load_state_dict(path)[k], v) for k, v in model.state_dict().items())

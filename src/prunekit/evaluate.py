@@ -1,27 +1,26 @@
 """Measurements that prove a compressed model is smaller and faster, taken the same way for all.
 
-Every number in a report comes from here: accuracy and loss on held-out data, latency (warm-up,
-then the median and 95th percentile of repeated timed runs, with the batch size and thread count
-recorded next to it), parameters and non-zeros, sparsity of the prunable weights, MACs counted by
-``torch.utils.flop_counter`` on a real input, and the size on disk of real files.
+Every number in a report comes from here or from :mod:`prunekit.latency`: accuracy and loss on
+held-out data, parameters and non-zeros, sparsity of the prunable weights, MACs counted by
+``torch.utils.flop_counter`` on a real input, and the size on disk of real files (the dense and
+the compressed model, and optionally its ONNX export).
 """
 
 from __future__ import annotations
 
-import statistics
-import time
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from prunekit.io import atomic_write
 from prunekit.train import LOSSES, batches
 from prunekit.unstructured import PRUNABLE_TYPES
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -45,56 +44,6 @@ def evaluate_accuracy(
         correct += int((out.argmax(dim=-1) == yb).sum())
     model.train(was_training)
     return {"accuracy": correct / len(x), "loss": total_loss / len(x)}
-
-
-@dataclass(frozen=True)
-class Latency:
-    """Wall time of one forward pass, from repeated runs after a warm-up."""
-
-    median_ms: float
-    p95_ms: float
-    batch_size: int
-    threads: int
-    repeats: int
-
-
-@torch.inference_mode()
-def measure_latency(
-    model: nn.Module,
-    example_input: Tensor,
-    *,
-    warmup: int = 10,
-    repeats: int = 50,
-    threads: int | None = None,
-) -> Latency:
-    """Time ``model(example_input)`` in eval mode; medians resist the noise of a busy machine.
-
-    >>> lat = measure_latency(nn.Linear(4, 2), torch.zeros(1, 4), repeats=5)
-    >>> lat.median_ms > 0 and lat.batch_size == 1
-    True
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    was_training = model.training
-    model.eval()
-    try:
-        for _ in range(warmup):
-            model(example_input)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(example_input)
-            times.append((time.perf_counter() - start) * 1e3)
-        used_threads = torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous_threads)
-        model.train(was_training)
-    times.sort()
-    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
-    return Latency(statistics.median(times), p95, len(example_input), used_threads, repeats)
 
 
 @torch.no_grad()
@@ -133,34 +82,39 @@ def layer_sparsity(model: nn.Module) -> dict[str, float]:
 
 
 def save_weights(model: nn.Module, directory: str | Path) -> tuple[Path, Path]:
-    """Write the dense and the compressed weight files; return their paths.
+    """Write the variant twice — dense, and compressed (bitmask + non-zero values); return paths.
 
-    The dense file is plain safetensors; the compressed one stores each sparse tensor as a
-    bitmask plus its non-zero values and loads back exactly.
+    Both are whole models that :func:`prunekit.load` rebuilds without the model's source code.
+    A model torch.fx cannot trace is written as weights only (with a warning), in the same two
+    layouts, so a run never fails for want of a traceable forward.
     """
+    from prunekit.export.allowlist import ArchitectureError
+    from prunekit.saving import save
     from prunekit.sparse.storage import save_state_dict
 
     directory = Path(directory)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     dense = directory / "model.safetensors"
     compressed = directory / "model.sparse.safetensors"
-    with atomic_write(dense) as tmp:
-        save_file(state, str(tmp))
-    save_state_dict(state, compressed, format="bitmask")
+    try:
+        save(model, dense, format="dense")
+        save(model, compressed, format="bitmask")
+    except ArchitectureError as err:
+        log.warning("%s; writing its weights only", err)
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_state_dict(state, dense, format="dense")
+        save_state_dict(state, compressed, format="bitmask")
     return dense, compressed
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """One row of a comparison table; ``report.json`` rows are its ``as_row()``."""
+    """What one variant is, apart from its speed; ``report.json`` rows are its ``as_row()``
+    merged with the latency fields of :func:`prunekit.latency.latency_table` (timed for all
+    variants together, so that their ratios are fair)."""
 
     name: str
     accuracy: float
     loss: float
-    latency_ms: float
-    latency_p95_ms: float
-    batch_size: int
-    threads: int
     params: int
     nonzero_params: int
     sparsity: float
@@ -181,30 +135,38 @@ def measure(
     y_test: Tensor,
     *,
     out_dir: str | Path,
-    latency_batch: int = 1,
-    repeats: int = 50,
-    threads: int | None = None,
     loss: str = "cross_entropy",
+    onnx: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> Measurement:
-    """Take every measurement of one model variant and write its weight files to ``out_dir``."""
+    """Measure one variant and write its files to ``out_dir``: the dense and compressed model,
+    and with ``onnx`` an ONNX export checked against PyTorch (``model.onnx``).
+
+    >>> import tempfile
+    >>> from prunekit.models import build_model
+    >>> m = measure("v", build_model("lenet300"), torch.rand(8, 1, 28, 28),
+    ...             torch.zeros(8, dtype=torch.long), out_dir=tempfile.mkdtemp())
+    >>> m.params, m.macs
+    (266610, 266200)
+    """
     scores = evaluate_accuracy(model, x_test, y_test, loss=loss)
-    latency = measure_latency(model, x_test[:latency_batch], repeats=repeats, threads=threads)
     params, nonzero = count_params(model)
     dense, compressed = save_weights(model, out_dir)
+    extra = dict(extra or {})
+    if onnx:
+        from prunekit.export.onnx import export_onnx
+
+        path = export_onnx(model, x_test[:1], Path(out_dir) / "model.onnx", exporter="torchscript")
+        extra["onnx_file_bytes"] = path.stat().st_size
     return Measurement(
         name=name,
         accuracy=scores["accuracy"],
         loss=scores["loss"],
-        latency_ms=latency.median_ms,
-        latency_p95_ms=latency.p95_ms,
-        batch_size=latency.batch_size,
-        threads=latency.threads,
         params=params,
         nonzero_params=nonzero,
         sparsity=prunable_sparsity(model),
         macs=count_macs(model, x_test[:1]),
         file_bytes=compressed.stat().st_size,
         dense_file_bytes=dense.stat().st_size,
-        extra=dict(extra or {}),
+        extra=extra,
     )

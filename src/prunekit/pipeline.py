@@ -208,7 +208,6 @@ def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, fingerprin
     from prunekit.activations import activation_sparsity, output_sparsity
 
     directory = ctx.out_dir / name
-    settings = ctx.recipe.measure
     probe = ctx.data.x_test[:256]
     act = activation_sparsity(model, probe)
     was_training = model.training
@@ -223,10 +222,8 @@ def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, fingerprin
         ctx.data.x_test,
         ctx.data.y_test,
         out_dir=directory,
-        latency_batch=settings.latency_batch,
-        repeats=settings.repeats,
-        threads=settings.threads,
         loss=loss,
+        onnx="onnxruntime" in ctx.recipe.measure.backends,
         extra={
             "activation_sparsity": sum(act.values()) / len(act) if act else 0.0,
             "output_sparsity": zeros_out,
@@ -303,6 +300,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: bool = True) ->
     baseline, base_row = _baseline(ctx)
     ctx.teacher = copy.deepcopy(baseline).eval()
     rows = [base_row]
+    models = {"baseline": baseline}
     base_fingerprint = base_row["fingerprint"]
     for variant in recipe.variants:
         fingerprint = _fingerprint(base_fingerprint, variant, recipe.measure)
@@ -310,6 +308,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: bool = True) ->
         if finished is not None:
             log.info("%s: reusing finished result", variant.name)
             rows.append(finished)
+            models[variant.name] = _reload(ctx, variant)
             continue
         if variant.start == "baseline" and variant.model is None:
             model = copy.deepcopy(baseline)
@@ -318,5 +317,37 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: bool = True) ->
         _run_stages(ctx, model, variant)
         strip(model)
         rows.append(_measure(ctx, variant.name, model, _final_loss(ctx, variant), fingerprint))
+        models[variant.name] = model
+    rows = _with_latency(ctx, rows, models)
     write_report(rows, out, title=recipe.name, meta={"recipe": recipe.model_dump(mode="json")})
     return rows
+
+
+def _reload(ctx: RunContext, variant: VariantSpec) -> nn.Module:
+    """A finished variant's model, from its saved file (its shapes may differ from the spec's)."""
+    from prunekit.saving import load
+    from prunekit.sparse.storage import StorageError, load_state_dict
+
+    path = ctx.out_dir / variant.name / "model.safetensors"
+    try:
+        return load(path)
+    except StorageError:  # an untraceable model was saved as weights only
+        model = _build(ctx, variant.model)
+        model.load_state_dict(load_state_dict(path))
+        return model
+
+
+def _with_latency(ctx: RunContext, rows: list[Row], models: dict[str, nn.Module]) -> list[Row]:
+    """Time every variant on every backend in one interleaved pass, so the ratios are fair."""
+    from prunekit.latency import latency_table
+
+    settings = ctx.recipe.measure
+    timings = latency_table(
+        models,
+        ctx.data.x_test[: settings.latency_batch],
+        backends=("torch", *settings.backends),
+        onnx_files={name: ctx.out_dir / name / "model.onnx" for name in models},
+        repeats=settings.repeats,
+        threads=settings.threads,
+    )
+    return [{**row, **timings[row["name"]]} for row in rows]

@@ -249,6 +249,7 @@ class MeasureSpec(_Strict):
     latency_batch: PositiveInt = 1
     repeats: PositiveInt = 50
     threads: PositiveInt | None = None
+    backends: list[Literal["sparse", "onnxruntime"]] = []
 
 
 class Recipe(_Strict):

@@ -40,3 +40,13 @@ def test_write_report_files(tmp_path: Path) -> None:
 def test_empty_report_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one row"):
         write_report([], tmp_path, title="t")
+
+
+def test_backend_columns_appear_only_when_measured() -> None:
+    plain = markdown_table([_row("baseline")])
+    assert "sparse-kernel ms" not in plain and "onnxruntime ms" not in plain
+    rows = [_row("baseline"), _row("sparse", sparse_latency_ms=0.5, onnx_latency_ms=1.5)]
+    table = markdown_table(rows)
+    assert "sparse-kernel ms | sparse speed-up | onnxruntime ms" in table
+    assert table.splitlines()[3].endswith("| 0.500 | 4.00× | 1.500 |")
+    assert table.splitlines()[2].endswith("| — | — | — |")

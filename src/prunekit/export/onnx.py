@@ -5,7 +5,7 @@ runtimes take models in. :func:`export_onnx` writes the file atomically, validat
 ``onnx.checker`` (full check, with shape inference), and runs it in onnxruntime against
 PyTorch's output on the example input, so a file that exists is a file that works.
 :func:`measure_onnx_latency` times the file in onnxruntime the same way
-:func:`prunekit.evaluate.measure_latency` times PyTorch (it *is* that function, applied to
+:func:`prunekit.latency.measure_latency` times PyTorch (it *is* that function, applied to
 :class:`OnnxRuntimeModule`), so the two backends can stand side by side in a report.
 
 Exporters: ``"dynamo"`` (``torch.export``-based, PyTorch's maintained path; several seconds
@@ -36,8 +36,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from prunekit.evaluate import Latency, measure_latency
 from prunekit.io import atomic_write
+from prunekit.latency import Latency, measure_latency
 from prunekit.masks import has_masks
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def measure_onnx_latency(
     """Latency of the ONNX file in onnxruntime: warm-up, then median and p95 of repeats.
 
     The second latency backend of the evaluation table, measured exactly like
-    :func:`prunekit.evaluate.measure_latency` measures PyTorch.
+    :func:`prunekit.latency.measure_latency` measures PyTorch.
 
     >>> import tempfile, os
     >>> path = export_onnx(nn.Linear(4, 2).eval(), torch.randn(2, 4),

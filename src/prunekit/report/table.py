@@ -41,10 +41,27 @@ COLUMNS: list[tuple[str, Callable[[Row, Row], str]]] = [
 ]
 
 
+def _ms(key: str) -> Callable[[Row, Row], str]:
+    return lambda r, b: f"{r[key]:.3f}" if key in r else "—"
+
+
+OPTIONAL_COLUMNS: list[tuple[str, str, Callable[[Row, Row], str]]] = [
+    ("sparse_latency_ms", "sparse-kernel ms", _ms("sparse_latency_ms")),
+    ("sparse_latency_ms", "sparse speed-up",
+     lambda r, b: f"{b['latency_ms'] / r['sparse_latency_ms']:.2f}×" if "sparse_latency_ms" in r
+     else "—"),
+    ("onnx_latency_ms", "onnxruntime ms", _ms("onnx_latency_ms")),
+]
+"""Columns shown only when some row has their key (extra latency backends)."""
+
+
 def cells(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
     """Header and formatted cells, each row compared with the first (the baseline)."""
     base = rows[0]
-    return [c[0] for c in COLUMNS], [[fmt(r, base) for _, fmt in COLUMNS] for r in rows]
+    columns = COLUMNS + [
+        (header, fmt) for key, header, fmt in OPTIONAL_COLUMNS if any(key in r for r in rows)
+    ]
+    return [c[0] for c in columns], [[fmt(r, base) for _, fmt in columns] for r in rows]
 
 
 def markdown_table(rows: Sequence[Row]) -> str:

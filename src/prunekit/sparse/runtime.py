@@ -38,9 +38,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
+from prunekit.latency import interleaved_medians, repeats_for
 from prunekit.sparse.kernels import kernel_library
 from prunekit.sparse.layers import SparseConv2d, SparseLinear
-from prunekit.sparse.timing import interleaved_medians, repeats_for
 
 log = logging.getLogger(__name__)
 
