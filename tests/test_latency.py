@@ -8,6 +8,7 @@ from torch import nn
 from prunekit.latency import (
     compare_latency,
     interleaved_medians,
+    interleaved_times,
     latency_table,
     measure_latency,
     repeats_for,
@@ -35,6 +36,13 @@ def test_every_candidate_takes_every_position_in_turn() -> None:
     order: list[str] = []
     interleaved_medians({k: (lambda k=k: order.append(k)) for k in "abc"}, repeats=3, warmup=0)
     assert order == list("abcbcacab")
+
+
+def test_untimed_calls_warm_each_turn() -> None:
+    calls: list[str] = []
+    times = interleaved_times({k: (lambda k=k: calls.append(k)) for k in "ab"}, repeats=2,
+                              warmup=0, untimed_per_turn=2)
+    assert calls == list("aaabbb" "bbbaaa") and [len(v) for v in times.values()] == [2, 2]
 
 
 def test_repeats_are_bounded() -> None:

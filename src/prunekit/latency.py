@@ -49,9 +49,17 @@ def fixed_threads(threads: int | None) -> Iterator[None]:
 
 
 def interleaved_times(
-    candidates: Mapping[Hashable, Callable[[], object]], *, repeats: int, warmup: int = 1
+    candidates: Mapping[Hashable, Callable[[], object]],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    untimed_per_turn: int = 0,
 ) -> dict[Hashable, list[float]]:
     """Milliseconds of every call of every candidate, run in rotating round-robin order.
+
+    ``untimed_per_turn`` calls precede each timed one, so that a candidate is timed with its
+    weights back in cache, as a model serving requests would be, rather than cold after the
+    others evicted it.
 
     >>> times = interleaved_times({"a": lambda: None, "b": lambda: None}, repeats=4)
     >>> [len(v) for v in times.values()]
@@ -67,6 +75,8 @@ def interleaved_times(
     for round_index in range(repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
+            for _ in range(untimed_per_turn):
+                candidates[name]()
             start = time.perf_counter()
             candidates[name]()
             times[name].append((time.perf_counter() - start) * 1e3)
@@ -112,7 +122,8 @@ def compare_latency(
     repeats: int = 50,
     threads: int | None = None,
 ) -> dict[Hashable, Latency]:
-    """Latency of each model on ``example_input``, in eval mode, timed round-robin.
+    """Latency of each model on ``example_input``, in eval mode, timed round-robin (each timed
+    run follows an untimed one of the same model, so caches hold that model's weights).
 
     >>> lat = compare_latency({"a": nn.Linear(4, 2), "b": nn.Linear(4, 8)}, torch.zeros(1, 4),
     ...                       repeats=5)
@@ -125,7 +136,7 @@ def compare_latency(
     try:
         with fixed_threads(threads):
             runs = {name: (lambda m=model: m(example_input)) for name, model in models.items()}
-            times = interleaved_times(runs, repeats=repeats, warmup=warmup)
+            times = interleaved_times(runs, repeats=repeats, warmup=warmup, untimed_per_turn=1)
             used_threads = torch.get_num_threads()
     finally:
         for name, model in models.items():
