@@ -362,3 +362,21 @@ def test_permute_matmul_softmax_and_stack(exact_removal) -> None:
     assert (_units(g, "gate") == -1).all()
     before, after, _ = exact_removal(PermuteMix(), torch.randn(2, 3, 2, 2), fraction=0.5)
     torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
+
+
+class Tied(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(6, 6)
+        self.b = nn.Linear(6, 6)
+        self.b.weight = self.a.weight
+        self.c = nn.Linear(6, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.c(F.relu(self.b(F.relu(self.a(x)))))
+
+
+def test_tied_parameters_are_kept_whole() -> None:
+    g = build_graph(Tied(), torch.zeros(1, 6))
+    assert (_units(g, "a") == -1).all() and (_units(g, "b") == -1).all()
+    assert (_units(g, "b", dim=1) == -1).all()

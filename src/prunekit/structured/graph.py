@@ -218,6 +218,17 @@ def _groups(prop: Propagation, unit_of: np.ndarray, num_units: int) -> tuple[lis
     return groups, unit_group
 
 
+def _pin_shared_tensors(model: nn.Module, prop: Propagation) -> None:
+    """A parameter tied between layers (shared embeddings) cannot be cut twice: keep it whole."""
+    owners: dict[int, set[str]] = {}
+    for member in prop.members:
+        tensor = getattr(model.get_submodule(member.module), member.param)
+        owners.setdefault(id(tensor), set()).add(member.module)
+    for member in prop.members:
+        if len(owners[id(getattr(model.get_submodule(member.module), member.param))]) > 1:
+            prop.pin(member.ids)
+
+
 def build_graph(
     model: nn.Module, example_input: Tensor | tuple[Tensor, ...], *, ignore: Iterable[str] = ()
 ) -> DependencyGraph:
@@ -230,6 +241,7 @@ def build_graph(
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
     trace = trace_model(model, inputs, _validate_ignore(model, ignore))
     prop, infos = _propagate(trace)
+    _pin_shared_tensors(model, prop)
     labels = prop.components()
     member_ids = np.concatenate([m.ids for m in prop.members]) if prop.members else np.zeros(0, int)
     unit_labels = np.unique(labels[member_ids])
