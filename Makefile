@@ -25,7 +25,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
-	$(PY) benchmarks/mask_overhead.py
+	for script in mask_overhead structured_vs_peers sparse_runtime storage saving; do \
+		$(PY) benchmarks/$$script.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs

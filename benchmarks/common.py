@@ -1,38 +1,19 @@
-"""Shared plumbing for benchmark scripts: interleaved timing, tables, JSON results.
+"""Shared plumbing for benchmark scripts: Markdown tables on stdout, JSON results on disk.
 
-Timings on a shared machine drift; timing candidates round-robin (A, B, C, A, B, C, …) and
-comparing medians taken in the same run keeps ratios honest even when absolute times are not.
+Timing itself is :mod:`prunekit.latency` (round-robin, medians), the same code the reports use.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def interleaved_medians(
-    candidates: dict[str, Callable[[], Any]], *, rounds: int, warmup: int = 1
-) -> dict[str, float]:
-    """Median seconds per call of each candidate, timed round-robin."""
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -16,9 +16,10 @@ import copy
 
 import torch
 import torch.nn.utils.prune as torch_prune
-from common import interleaved_medians, print_table, write_results
+from common import print_table, write_results
 from torch import nn
 
+from prunekit.latency import interleaved_medians
 from prunekit.models import build_model
 from prunekit.train import fit
 from prunekit.unstructured import prunable_layers, prune_by_ratio
@@ -52,8 +53,8 @@ def measure(name: str, model: nn.Module, shape: tuple[int, ...], steps: int, rou
         return lambda: fit(net, x, y, epochs=1, batch_size=batch, optimizer="sgd", lr=0.01,
                            momentum=0.9, progress=False)
 
-    medians = interleaved_medians({k: epoch(v) for k, v in variants.items()}, rounds=rounds)
-    per_step = {k: v / steps * 1e3 for k, v in medians.items()}
+    medians = interleaved_medians({k: epoch(v) for k, v in variants.items()}, repeats=rounds)
+    per_step = {k: v / steps for k, v in medians.items()}
     return {
         "model": name,
         "step_ms": per_step,

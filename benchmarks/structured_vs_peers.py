@@ -34,11 +34,12 @@ from typing import Any
 
 import torch
 import torch_pruning as tp
-from common import interleaved_medians, print_table, write_results
+from common import print_table, write_results
 from torch import Tensor, nn
 
 from prunekit.data import load_dataset
 from prunekit.evaluate import count_macs, evaluate_accuracy
+from prunekit.latency import interleaved_medians
 from prunekit.models import build_model
 from prunekit.structured import prune_channels
 from prunekit.structured.deploy import prepare_for_cpu
@@ -100,15 +101,15 @@ def speed_rows(name: str, batch: int, size: int, ratios: list[float], rounds: in
         for library, model in pruned.items():
             candidates[f"{library}/eager"] = _forward(model, x)
             candidates[f"{library}/deployed"] = _forward(prepare_for_cpu(copy.deepcopy(model)), x_cl)
-        medians = interleaved_medians(candidates, rounds=rounds, warmup=2)
+        medians = interleaved_medians(candidates, repeats=rounds, warmup=2)
         for library, model in pruned.items():
             macs_ratio = dense_macs / count_macs(model, x[:1])
             row = {"model": name, "ratio": ratio, "library": library, "macs_ratio": macs_ratio,
                    "prune_s": prune_s[library]}
             for mode in ("eager", "deployed"):
                 speedup = medians[f"dense/{mode}"] / medians[f"{library}/{mode}"]
-                row[f"{mode}_ms"] = medians[f"{library}/{mode}"] * 1e3
-                row[f"dense_{mode}_ms"] = medians[f"dense/{mode}"] * 1e3
+                row[f"{mode}_ms"] = medians[f"{library}/{mode}"]
+                row[f"dense_{mode}_ms"] = medians[f"dense/{mode}"]
                 row[f"{mode}_latency_ratio"] = speedup
                 row[f"{mode}_efficiency"] = speedup / macs_ratio
             rows.append(row)

@@ -93,3 +93,11 @@ def test_decisions_table_has_a_row_per_layer() -> None:
     table = decisions_table(decisions).splitlines()
     assert len(table) == 2 + len(decisions)
     assert table[2].startswith("| 0 | Linear | 64x64 | 4x64 | 95.0% |")
+
+
+def test_layers_left_dense_share_the_original_tensors() -> None:
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8))  # dense: stays dense
+    deployed, decisions = deploy(model, torch.randn(4, 64))
+    assert not any(d.deployed for d in decisions)
+    assert deployed is not model and deployed[0] is not model[0]
+    assert deployed[0].weight is model[0].weight and model.training and not deployed.training

@@ -222,9 +222,11 @@ def deploy(
 
     ``example_input`` should have the batch size and shape of real use: decisions hold for it.
     Layers below ``min_sparsity`` are not tried. ``budget_ms`` bounds the timing per layer
-    (``repeats`` fixes the rounds instead). The original ``model`` is left untouched.
+    (``repeats`` fixes the rounds instead). The original ``model`` is left untouched; the
+    layers that stay dense share its tensors (no second copy of the weights in memory, and
+    exactly the same dense computation, so the deployed model cannot be slower there).
     """
-    deployed = copy.deepcopy(model).eval()
+    deployed = _sharing_copy(model)
     modules = dict(deployed.named_modules(remove_duplicate=False))
     parents = Counter(id(module) for module in modules.values())
     decisions: list[LayerDecision] = []
@@ -250,8 +252,14 @@ def deploy(
     ):
         log.info("deployed model was not faster end to end; every layer stays dense")
         decisions = [_reverted(d) if d.deployed else d for d in decisions]
-        deployed = copy.deepcopy(model).eval()
+        deployed = _sharing_copy(model)
     return deployed, decisions
+
+
+def _sharing_copy(model: nn.Module) -> nn.Module:
+    """A copy of the module tree (so layers can be swapped) that shares every tensor."""
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return copy.deepcopy(model, memo=shared).eval()
 
 
 def _faster_end_to_end(

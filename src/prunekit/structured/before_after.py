@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from prunekit.evaluate import (
     evaluate_accuracy,
     prunable_sparsity,
 )
+from prunekit.latency import Latency, compare_latency
 from prunekit.report import write_report
 from prunekit.structured.deploy import prepare_for_cpu
 from prunekit.structured.prune import prune_channels
@@ -42,36 +41,9 @@ from prunekit.structured.prune import prune_channels
 Row = dict[str, Any]
 
 
-@torch.inference_mode()
-def interleaved_latency(
-    models: dict[str, nn.Module], example_input: Tensor, repeats: int, warmup: int = 3
-) -> dict[str, tuple[float, float]]:
-    """Median and p95 milliseconds per forward, timing the models round-robin.
-
-    On a shared machine the load drifts; alternating the models exposes them to the same drift,
-    so their ratio stays honest even when absolute times do not.
-    """
-    for model in models.values():
-        model.eval()
-        for _ in range(warmup):
-            model(example_input)
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(repeats):
-        for name, model in models.items():
-            start = time.perf_counter()
-            model(example_input)
-            times[name].append((time.perf_counter() - start) * 1e3)
-    result = {}
-    for name, values in times.items():
-        values.sort()
-        p95 = values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
-        result[name] = (statistics.median(values), p95)
-    return result
-
-
 def _row(
     name: str, model: nn.Module, example_input: Tensor, file: Path, data: Dataset | None,
-    latency: tuple[float, float], extra: dict[str, Any],
+    latency: Latency, extra: dict[str, Any],
 ) -> Row:
     from prunekit.saving import save
 
@@ -84,10 +56,10 @@ def _row(
     return {
         "name": name,
         **scores,
-        "latency_ms": latency[0],
-        "latency_p95_ms": latency[1],
-        "batch_size": len(example_input),
-        "threads": torch.get_num_threads(),
+        "latency_ms": latency.median_ms,
+        "latency_p95_ms": latency.p95_ms,
+        "batch_size": latency.batch_size,
+        "threads": latency.threads,
         "params": params,
         "nonzero_params": nonzero,
         "sparsity": prunable_sparsity(model),
@@ -126,7 +98,7 @@ def prune_and_measure(
         timed = {k: prepare_for_cpu(copy.deepcopy(m)) for k, m in timed.items()}
         if example_input.dim() == 4:
             timed_input = example_input.to(memory_format=torch.channels_last)
-    latency = interleaved_latency(timed, timed_input, repeats)
+    latency = compare_latency(timed, timed_input, repeats=repeats, warmup=3)
     with tempfile.TemporaryDirectory() as scratch:
         before = _row("before", dense, example_input, Path(scratch) / "before.safetensors",
                       data, latency["before"], {})
