@@ -100,3 +100,21 @@ def test_structured_stage_makes_the_variant_smaller(tmp_path: Path) -> None:
     assert thin["macs"] <= 0.5 * base["macs"]
     assert thin["params"] < base["params"] and thin["sparsity"] == 0.0
     assert thin["accuracy"] > 0.5
+
+
+def test_group_lasso_in_a_recipe_shrinks_whole_units(tmp_path: Path) -> None:
+    """The penalty is wired over the graph's units: it drives whole hidden neurons to ~zero."""
+    import prunekit
+
+    recipe = json.loads(json.dumps(TINY))
+    recipe["variants"] = [{"name": "gl", "stages": [{"train": {
+        "epochs": 3, "regularizers": [{"kind": "group_lasso", "lam": 1e-3}]}}]}]
+    rows = pipeline.run_recipe(parse_recipe(recipe), tmp_path, progress=False)
+
+    def near_zero_units(name: str) -> int:
+        model = prunekit.load(tmp_path / name / "model.safetensors")
+        norms = model.get_submodule("net.1").weight.detach().norm(dim=1)  # one per neuron
+        return int((norms < 0.05 * norms.max()).sum())
+
+    assert near_zero_units("baseline") == 0
+    assert near_zero_units("gl") >= 5 and rows[1]["accuracy"] > 0.85

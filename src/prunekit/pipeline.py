@@ -93,12 +93,18 @@ def _schedule(spec: ScheduleSpec) -> Any:
     )
 
 
-def _regularizer(spec: RegularizerSpec) -> tuple[list[Any], list[Any]]:
+def _regularizer(
+    ctx: RunContext, model: nn.Module, spec: RegularizerSpec
+) -> tuple[list[Any], list[Any]]:
     """(loss terms, callbacks) for one regularizer; the proximal step is a callback."""
     from prunekit import regularizers as r
 
     if spec.kind == "proximal_l1":
         return [], [r.ProximalL1(spec.lam)]
+    if spec.kind == "group_lasso":  # over the units structured pruning would remove
+        from prunekit.structured import GroupLasso
+
+        return [GroupLasso(model, ctx.data.x_train[:1], spec.lam)], []
     term: Callable[[], Any] = {
         "l1": lambda: r.L1(spec.lam),
         "l2": lambda: r.L2(spec.lam),
@@ -117,7 +123,7 @@ def _train(ctx: RunContext, model: nn.Module, stage: TrainStage, label: str, ind
     losses: list[Any] = []
     callbacks: list[Any] = []
     for reg in stage.regularizers:
-        terms, cbs = _regularizer(reg)
+        terms, cbs = _regularizer(ctx, model, reg)
         losses += terms
         callbacks += cbs
     if stage.prune is not None:

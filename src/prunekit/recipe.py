@@ -89,7 +89,7 @@ DEFAULT_TRAIN = TrainSpec(
 
 
 class RegularizerSpec(_Strict):
-    kind: Literal["l1", "l2", "elastic_net", "bn_scale_l1", "proximal_l1"]
+    kind: Literal["l1", "l2", "elastic_net", "bn_scale_l1", "group_lasso", "proximal_l1"]
     lam: Annotated[float, Field(ge=0.0)]
     l2: Annotated[float, Field(ge=0.0)] = 0.0
 
