@@ -50,3 +50,10 @@ def test_backend_columns_appear_only_when_measured() -> None:
     assert "sparse-kernel ms | sparse speed-up | onnxruntime ms" in table
     assert table.splitlines()[3].endswith("| 0.500 | 4.00× | 1.500 |")
     assert table.splitlines()[2].endswith("| — | — | — |")
+
+
+def test_unmeasured_accuracy_is_a_dash_and_json_null(tmp_path: Path) -> None:
+    rows = [_row("before", accuracy=float("nan")), _row("after", accuracy=float("nan"))]
+    assert "| after | — | — |" in markdown_table(rows)
+    paths = write_report(rows, tmp_path, title="t")
+    assert json.loads(paths["json"].read_text())["rows"][1]["accuracy"] is None

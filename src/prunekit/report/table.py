@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,40 @@ def _kb(n: float) -> str:
     return f"{n / 1024:,.1f}"
 
 
+def _measured(value: Any) -> bool:
+    """False for what was not measured: None, or NaN (accuracy without data)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _accuracy(row: Row, base: Row) -> str:
+    return f"{100 * row['accuracy']:.2f}" if _measured(row["accuracy"]) else "—"
+
+
+def _accuracy_delta(row: Row, base: Row) -> str:
+    if not (_measured(row["accuracy"]) and _measured(base["accuracy"])):
+        return "—"
+    return f"{100 * (row['accuracy'] - base['accuracy']):+.2f}"
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN is not JSON: what was not measured becomes null."""
+    if isinstance(value, float) and not _measured(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _speedup(row: Row, base: Row) -> str:
     return f"{base['latency_ms'] / row['latency_ms']:.2f}×" if row["latency_ms"] > 0 else "—"
 
 
 COLUMNS: list[tuple[str, Callable[[Row, Row], str]]] = [
     ("variant", lambda r, b: str(r["name"])),
-    ("accuracy %", lambda r, b: f"{100 * r['accuracy']:.2f}"),
-    ("Δ acc (pt)", lambda r, b: f"{100 * (r['accuracy'] - b['accuracy']):+.2f}"),
+    ("accuracy %", _accuracy),
+    ("Δ acc (pt)", _accuracy_delta),
     ("latency ms (p50)", lambda r, b: f"{r['latency_ms']:.3f}"),
     ("speed-up", _speedup),
     ("params", lambda r, b: f"{r['params']:,}"),
@@ -94,7 +121,8 @@ def write_report(
         "html": out / "report.html",
     }
     document = {"title": title, "rows": list(rows), **(meta or {})}
-    write_text_atomic(paths["json"], json.dumps(document, indent=2, default=str) + "\n")
+    text = json.dumps(_json_safe(document), indent=2, default=str, allow_nan=False)
+    write_text_atomic(paths["json"], text + "\n")
     write_text_atomic(paths["md"], f"# {title}\n\n{markdown_table(rows)}")
     flat_keys = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
     buffer = io.StringIO()
