@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from prunekit.data import Dataset, load_dataset
@@ -38,6 +37,7 @@ from prunekit.recipe import (
     VariantSpec,
 )
 from prunekit.report import write_report
+from prunekit.sparse.storage import StorageError, load_state_dict
 from prunekit.train import Distillation, fit
 
 log = logging.getLogger(__name__)
@@ -139,23 +139,24 @@ def _train(ctx: RunContext, model: nn.Module, stage: TrainStage, label: str, ind
         if ctx.teacher is None:
             raise ValueError(f"{label}: 'distill' needs a baseline to learn from")
         distillation = Distillation(ctx.teacher, stage.distill_alpha, stage.temperature)
+    _fit(ctx, model, settings, seed=ctx.recipe.seed + index, description=label,
+         regularizers=losses, callbacks=callbacks, distillation=distillation)
+
+
+def _fit(
+    ctx: RunContext, model: nn.Module, settings: TrainSpec, *, seed: int, description: str,
+    **options: Any,
+) -> None:
+    """``fit`` on the run's training data with a stage's complete settings."""
     fit(
         model,
         ctx.data.x_train,
         ctx.data.y_train,
-        epochs=settings.epochs,
-        lr=settings.lr,
-        batch_size=settings.batch_size,
-        optimizer=settings.optimizer,
-        momentum=settings.momentum,
-        weight_decay=settings.weight_decay,
-        loss=settings.loss,
-        seed=ctx.recipe.seed + index,
-        regularizers=losses,
-        callbacks=callbacks,
-        distillation=distillation,
+        **settings.model_dump(),
+        seed=seed,
         progress=ctx.progress,
-        description=label,
+        description=description,
+        **options,
     )
 
 
@@ -248,29 +249,15 @@ def _baseline(ctx: RunContext) -> tuple[nn.Module, Row]:
     model = _build(ctx)
     row = _finished_row(directory, fingerprint)
     if row is not None:
-        model.load_state_dict(load_file(str(directory / "model.safetensors")))
+        model.load_state_dict(load_state_dict(directory / "model.safetensors"))
         log.info("baseline: reusing finished result in %s", directory)
         return model, row
     if recipe.baseline.load:
-        model.load_state_dict(load_file(recipe.baseline.load))
+        model.load_state_dict(load_state_dict(recipe.baseline.load))
     else:
         settings = recipe.baseline.train.over(recipe.train)
-        fit(
-            model,
-            ctx.data.x_train,
-            ctx.data.y_train,
-            epochs=settings.epochs,
-            lr=settings.lr,
-            batch_size=settings.batch_size,
-            optimizer=settings.optimizer,
-            momentum=settings.momentum,
-            weight_decay=settings.weight_decay,
-            loss=settings.loss,
-            seed=recipe.seed,
-            checkpoint=directory / "checkpoint.pt",
-            progress=ctx.progress,
-            description="baseline",
-        )
+        _fit(ctx, model, settings, seed=recipe.seed, description="baseline",
+             checkpoint=directory / "checkpoint.pt")
     return model, _measure(ctx, "baseline", model, recipe.train.loss or "cross_entropy", fingerprint)
 
 
@@ -332,7 +319,6 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: bool = True) ->
 def _reload(ctx: RunContext, variant: VariantSpec) -> nn.Module:
     """A finished variant's model, from its saved file (its shapes may differ from the spec's)."""
     from prunekit.saving import load
-    from prunekit.sparse.storage import StorageError, load_state_dict
 
     path = ctx.out_dir / variant.name / "model.safetensors"
     try:
