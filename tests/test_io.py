@@ -16,9 +16,8 @@ def test_atomic_write_replaces_target(tmp_path: Path) -> None:
 def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
     target = tmp_path / "file.txt"
     write_text_atomic(target, "old")
-    with pytest.raises(RuntimeError):
-        with atomic_write(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), atomic_write(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]

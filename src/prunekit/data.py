@@ -58,7 +58,7 @@ def stratified_split(
     for cls in np.unique(y):
         members = np.flatnonzero(y == cls)
         rng.shuffle(members)
-        n_test = max(1, int(round(len(members) * test_fraction)))
+        n_test = max(1, round(len(members) * test_fraction))
         if n_test >= len(members):
             raise ValueError(
                 f"class {cls} has only {len(members)} samples: too few to split with "

@@ -8,9 +8,9 @@ from prunekit.report import markdown_table, write_report
 
 
 def _row(name: str, **kw) -> dict:
-    row = dict(name=name, accuracy=0.98, loss=0.1, latency_ms=2.0, params=1000,
-               nonzero_params=1000, sparsity=0.0, macs=5000, file_bytes=4000,
-               dense_file_bytes=4000, layer_sparsity={"fc": 0.0})
+    row = {"name": name, "accuracy": 0.98, "loss": 0.1, "latency_ms": 2.0, "params": 1000,
+           "nonzero_params": 1000, "sparsity": 0.0, "macs": 5000, "file_bytes": 4000,
+           "dense_file_bytes": 4000, "layer_sparsity": {"fc": 0.0}}
     row.update(kw)
     return row
 

@@ -54,8 +54,9 @@ def resolve_factory(spec: str) -> ModelFactory:
         except ImportError as exc:
             raise ValueError(f"model {spec!r}: cannot import module {location!r} ({exc})") from exc
     factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise ValueError(f"model {spec!r}: {location!r} has no callable named {attr!r}")
+    if not callable(factory):  # a bad spec, reported like every other recipe error
+        raise ValueError(  # noqa: TRY004
+            f"model {spec!r}: {location!r} has no callable named {attr!r}")
     return factory
 
 
