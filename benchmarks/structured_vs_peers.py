@@ -2,22 +2,27 @@
 
 Speed: ResNet-18 (batch 8, 224²) and ResNet-56 (32², batch 64 by default) are pruned at channel
 ratios 0.3 / 0.5 / 0.7 by both libraries with the same settings (L2 group magnitude, the
-classifier ignored, no rounding: the anchor's settings); a third row, ``prunekit r8``, keeps
-multiples of 8 channels (``round_to=8``), what blocked oneDNN kernels prefer. For each we report the
-MACs ratio (dense / pruned, ``torch.utils.flop_counter``), the latency ratio (dense / pruned,
-medians of interleaved repeats, same threads, same input) and the time each library takes to
-prune. Latency is measured two ways, each applied identically to the dense and pruned models:
+classifier ignored, no rounding: the anchor's settings); ``prunekit r8`` keeps multiples of 8
+channels (``round_to=8``), what blocked oneDNN kernels prefer; ``prunekit latency`` is
+:func:`prunekit.structured.latency_aware.prune_for_latency` at Torch-Pruning's MACs, with a
+latency table measured once per model on the benchmark's input (its cost is the ``table s``
+column, apart from the prune time). For each we report the MACs ratio (dense / pruned,
+``torch.utils.flop_counter``), the latency ratio (dense / pruned, medians of interleaved
+repeats, each timed run after an untimed one of the same model, same threads, same input) and
+the time each library takes to prune. Latency is measured three ways, each applied identically
+to the dense and pruned models:
 
 - ``eager``: the models as they are, in eval mode (how the issue's anchor was measured);
 - ``deployed``: :func:`prunekit.structured.deploy.prepare_for_cpu`: BatchNorm folded into the
-  conv before it and channels-last weights and input, which is how a pruned model should be
-  run on oneDNN CPU kernels.
+  conv before it, channels-last weights and input;
+- ``fused``: :func:`prunekit.structured.deploy.fuse_for_cpu`: as deployed, and each conv runs
+  with its activation and residual add in one oneDNN call on a prepacked weight.
 
 Accuracy: LeNet-5 trained on MNIST-5k, pruned by each library to at most half its MACs, then
 fine-tuned with the same budget and seed; prunekit uses its MACs target, Torch-Pruning the
 smallest ratio (found by bisection) that reaches the same MACs.
 
-    .venv/bin/python benchmarks/structured_vs_peers.py            # full run (~10 min on 2 cores)
+    .venv/bin/python benchmarks/structured_vs_peers.py            # full run (~15 min on 2 cores)
     .venv/bin/python benchmarks/structured_vs_peers.py --quick    # smoke test
 
 Requires the ``bench`` extra (``pip install -e '.[bench]'``): Torch-Pruning.
@@ -39,11 +44,15 @@ from torch import Tensor, nn
 
 from prunekit.data import load_dataset
 from prunekit.evaluate import count_macs, evaluate_accuracy
-from prunekit.latency import interleaved_medians
+from prunekit.latency import interleaved_times
 from prunekit.models import build_model
 from prunekit.structured import prune_channels
-from prunekit.structured.deploy import prepare_for_cpu
+from prunekit.structured.deploy import fuse_for_cpu, prepare_for_cpu
+from prunekit.structured.latency_aware import prune_for_latency
+from prunekit.structured.latency_table import LatencyTable, measure_latency_table
 from prunekit.train import fit
+
+MODES = ("eager", "deployed", "fused")
 
 
 def _classifier(model: nn.Module) -> nn.Module:
@@ -81,11 +90,33 @@ def _forward(model: nn.Module, x: Tensor) -> Callable[[], Any]:
     return run
 
 
+def _runs(name: str, model: nn.Module, x: Tensor) -> dict[str, Callable[[], Any]]:
+    """The model timed as it is, as ``prepare_for_cpu`` leaves it, and fused."""
+    x_cl = x.to(memory_format=torch.channels_last)
+    return {
+        f"{name}/eager": _forward(model, x),
+        f"{name}/deployed": _forward(prepare_for_cpu(copy.deepcopy(model)), x_cl),
+        f"{name}/fused": _forward(fuse_for_cpu(model, x_cl), x_cl),
+    }
+
+
+def _prune_at_macs(
+    dense: nn.Module, x: Tensor, table: LatencyTable, fraction: float
+) -> tuple[nn.Module, float]:
+    times = []
+    for _ in range(3):
+        model = copy.deepcopy(dense)
+        report = prune_for_latency(model, x[:1], table, max_macs=fraction)
+        times.append(report.seconds)
+    return model.eval(), statistics.median(times)
+
+
 def speed_rows(name: str, batch: int, size: int, ratios: list[float], rounds: int) -> list[dict]:
     torch.manual_seed(0)
     dense = build_model(name).eval()
     x = torch.randn(batch, 3, size, size)
     dense_macs = count_macs(dense, x[:1])
+    table = measure_latency_table(dense, x)
     rows = []
     for ratio in ratios:
         pruned, prune_s = {}, {}
@@ -95,18 +126,21 @@ def speed_rows(name: str, batch: int, size: int, ratios: list[float], rounds: in
                 model = copy.deepcopy(dense)
                 times.append(prune(model, x[:1], ratio))
             pruned[library], prune_s[library] = model.eval(), statistics.median(times)
-        x_cl = x.to(memory_format=torch.channels_last)
-        candidates = {"dense/eager": _forward(dense, x)}
-        candidates["dense/deployed"] = _forward(prepare_for_cpu(copy.deepcopy(dense)), x_cl)
+        fraction = count_macs(pruned["torch-pruning"], x[:1]) / dense_macs
+        pruned["prunekit latency"], prune_s["prunekit latency"] = _prune_at_macs(
+            dense, x, table, fraction)
+        candidates = _runs("dense", dense, x)
         for library, model in pruned.items():
-            candidates[f"{library}/eager"] = _forward(model, x)
-            candidates[f"{library}/deployed"] = _forward(prepare_for_cpu(copy.deepcopy(model)), x_cl)
-        medians = interleaved_medians(candidates, repeats=rounds, warmup=2)
+            candidates |= _runs(library, model, x)
+        times = interleaved_times(candidates, repeats=rounds, warmup=2, untimed_per_turn=1)
+        medians = {key: statistics.median(values) for key, values in times.items()}
         for library, model in pruned.items():
             macs_ratio = dense_macs / count_macs(model, x[:1])
             row = {"model": name, "ratio": ratio, "library": library, "macs_ratio": macs_ratio,
-                   "prune_s": prune_s[library]}
-            for mode in ("eager", "deployed"):
+                   "prune_s": prune_s[library],
+                   "table_s": table.seconds if library == "prunekit latency" else None,
+                   "estimated_latency_ratio": table.estimate_ms(dense) / table.estimate_ms(model)}
+            for mode in MODES:
                 speedup = medians[f"dense/{mode}"] / medians[f"{library}/{mode}"]
                 row[f"{mode}_ms"] = medians[f"{library}/{mode}"]
                 row[f"dense_{mode}_ms"] = medians[f"dense/{mode}"]
@@ -143,9 +177,13 @@ def accuracy_rows(epochs: int, finetune_epochs: int) -> list[dict]:
     ours = copy.deepcopy(baseline)
     prune_channels(ours, x, max_macs=0.5, criterion="l2")
     theirs = _torch_pruning_to_macs(baseline, x, 0.5)
+    latency_aware = copy.deepcopy(baseline)
+    table = measure_latency_table(baseline, data.x_train[:256], configs=12)
+    prune_for_latency(latency_aware, x, table, max_macs=0.5)
     rows = [{"library": "dense baseline", "macs_fraction": 1.0,
              **evaluate_accuracy(baseline, data.x_test, data.y_test)}]
-    for library, model in (("prunekit", ours), ("torch-pruning", theirs)):
+    for library, model in (("prunekit", ours), ("torch-pruning", theirs),
+                           ("prunekit latency", latency_aware)):
         fit(model, data.x_train, data.y_train, epochs=finetune_epochs, lr=1e-4, seed=1,
             progress=False)
         rows.append({"library": library, "macs_fraction": count_macs(model, x) / dense_macs,
@@ -164,16 +202,17 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     ratios = [0.5] if args.quick else [0.3, 0.5, 0.7]
-    rounds = args.rounds or (3 if args.quick else 15)
+    rounds = args.rounds or (3 if args.quick else 21)
     speed = speed_rows("resnet18", 8, 224, ratios, rounds)
     speed += speed_rows("resnet56", args.resnet56_batch, 32, ratios, rounds)
     print_table(
         ["model", "ratio", "library", "MACs ×", "eager ×", "eager eff.", "deployed ×",
-         "deployed eff.", "prune s"],
+         "deployed eff.", "fused ×", "fused eff.", "prune s", "table s"],
         [[r["model"], r["ratio"], r["library"], f"{r['macs_ratio']:.2f}",
-          f"{r['eager_latency_ratio']:.2f}", f"{r['eager_efficiency']:.2f}",
-          f"{r['deployed_latency_ratio']:.2f}", f"{r['deployed_efficiency']:.2f}",
-          f"{r['prune_s']:.2f}"] for r in speed],
+          *(f"{r[f'{mode}_{kind}']:.2f}" for mode in MODES
+            for kind in ("latency_ratio", "efficiency")),
+          f"{r['prune_s']:.2f}", "" if r["table_s"] is None else f"{r['table_s']:.1f}"]
+         for r in speed],
     )
     accuracy = [] if args.skip_accuracy else accuracy_rows(
         epochs=2 if args.quick else 8, finetune_epochs=1 if args.quick else 3

@@ -39,7 +39,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from prunekit.structured.graph import DependencyGraph, Group, build_graph
-from prunekit.structured.importance import ScoringData, score_units
+from prunekit.structured.importance import ScoringData, UnitScores, score_units
 from prunekit.structured.lsh import apply_folds
 from prunekit.structured.rewrite import remove_units
 from prunekit.structured.trace import single_thread
@@ -69,7 +69,8 @@ class PruneReport:
     groups: list[GroupReport]
 
 
-def _channels_per_unit(graph: DependencyGraph, group: Group) -> int:
+def channels_per_unit(graph: DependencyGraph, group: Group) -> int:
+    """How many positions of a layer's output one unit of ``group`` owns (H·W after flatten)."""
     first = group.units[0]
     for member in graph.members:
         if member.role == "out":
@@ -109,7 +110,7 @@ def plan_removal(
     if scope == "global":
         wanted = _global_counts(graph, values, orders, caps, ratio)
     for group, order, cap, want in zip(graph.groups, orders, caps, wanted):
-        multiple = round_to // math.gcd(round_to, _channels_per_unit(graph, group))
+        multiple = round_to // math.gcd(round_to, channels_per_unit(graph, group))
         count = _removal_count(group.size, want, cap, multiple)
         remove[group.units[order[:count]]] = True
     return remove
@@ -122,10 +123,7 @@ def _global_counts(
     """How many units each group loses when the lowest normalised scores go first."""
     entries = []
     for group, order in zip(graph.groups, orders):
-        s = values[group.units[order]]
-        mean = float(s.mean()) if len(s) else 0.0
-        normalised = s / mean if mean > 0 else s
-        entries += [(float(v), group.index) for v in normalised]
+        entries += [(float(v), group.index) for v in normalised(values[group.units[order]])]
     entries.sort()
     budget = int(ratio * sum(len(o) for o in orders) + 1e-9)
     counts = [0] * len(graph.groups)
@@ -136,6 +134,12 @@ def _global_counts(
             counts[g] += 1
             budget -= 1
     return counts
+
+
+def normalised(scores: np.ndarray) -> np.ndarray:
+    """A group's scores divided by their mean, so that groups of different scale compare."""
+    mean = float(scores.mean()) if len(scores) else 0.0
+    return scores / mean if mean > 0 else scores
 
 
 def estimate_macs(graph: DependencyGraph, remove: np.ndarray) -> float:
@@ -150,6 +154,15 @@ def estimate_macs(graph: DependencyGraph, remove: np.ndarray) -> float:
     return total
 
 
+def layer_macs_budget(graph: DependencyGraph, fraction: float, measured: int, batch: int) -> float:
+    """Per-sample Conv/Linear MACs (as :func:`estimate_macs` counts them) that leave at most
+    ``fraction`` of the ``measured`` total for a batch of ``batch``; whatever else the counter
+    measured (attention products, recurrent steps) is taken as fixed."""
+    dense = estimate_macs(graph, np.zeros(graph.num_units, dtype=bool)) * batch
+    fixed = max(0.0, measured - dense)
+    return (fraction * measured - fixed) / batch
+
+
 def _ratio_for_macs(
     graph: DependencyGraph, scores: Tensor, fraction: float, measured: int, batch: int,
     scope: Scope, max_layer_ratio: float, round_to: int,
@@ -159,9 +172,8 @@ def _ratio_for_macs(
     The estimate covers Conv and Linear layers; whatever else the counter measured (attention
     products, recurrent steps) is taken as fixed, which can only over-estimate what is left.
     """
-    dense = estimate_macs(graph, np.zeros(graph.num_units, dtype=bool)) * batch
-    fixed = max(0.0, measured - dense)
-    target = fraction * measured - fixed
+    target = layer_macs_budget(graph, fraction, measured, batch) * batch
+    fixed = fraction * measured - target
 
     def macs(ratio: float) -> float:
         plan = plan_removal(graph, scores, ratio, scope=scope, max_layer_ratio=max_layer_ratio,
@@ -206,26 +218,52 @@ def prune_channels(
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
     if scope not in ("layer", "global"):
         raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+    validate_limits(max_layer_ratio, round_to)
+    if max_macs is not None:
+        macs_fraction(max_macs, 1)  # validates before any work
+    inputs, graph, scores = graph_and_scores(model, example_input, criterion, data, ignore)
+    if max_macs is not None:
+        from prunekit.evaluate import count_macs
+
+        measured = count_macs(model, inputs[0])
+        ratio = _ratio_for_macs(graph, scores.scores, macs_fraction(max_macs, measured),
+                                measured, len(inputs[0]), scope, max_layer_ratio, round_to)
+    assert ratio is not None
+    remove = plan_removal(graph, scores.scores, ratio, scope=scope,
+                          max_layer_ratio=max_layer_ratio, round_to=round_to)
+    return remove_planned(graph, scores, remove, inputs, ratio, start)
+
+
+def validate_limits(max_layer_ratio: float, round_to: int) -> None:
+    """The checks every pruner shares, raised before any work."""
     if not 0.0 < max_layer_ratio < 1.0:
         raise ValueError(f"max_layer_ratio must be in (0, 1), got {max_layer_ratio}")
     if round_to < 1:
         raise ValueError(f"round_to must be >= 1, got {round_to}")
-    if max_macs is not None:
-        _macs_fraction(max_macs, 1)  # validates before any work
+
+
+def graph_and_scores(
+    model: nn.Module,
+    example_input: Tensor | tuple[Tensor, ...],
+    criterion: str,
+    data: ScoringData | Sequence[tuple[Tensor, Tensor]] | None,
+    ignore: Iterable[str],
+) -> tuple[tuple[Tensor, ...], DependencyGraph, UnitScores]:
+    """The inputs as a tuple, the dependency graph and every unit's score (on one thread)."""
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
     scoring = data if isinstance(data, ScoringData) else ScoringData(tuple(data or ()))
     with single_thread():
         graph = build_graph(model, inputs, ignore=ignore)
         scores = score_units(graph, criterion, scoring)
-    if max_macs is not None:
-        from prunekit.evaluate import count_macs
+    return inputs, graph, scores
 
-        measured = count_macs(model, inputs[0])
-        ratio = _ratio_for_macs(graph, scores.scores, _macs_fraction(max_macs, measured),
-                                measured, len(inputs[0]), scope, max_layer_ratio, round_to)
-    assert ratio is not None
-    remove = plan_removal(graph, scores.scores, ratio, scope=scope,
-                          max_layer_ratio=max_layer_ratio, round_to=round_to)
+
+def remove_planned(
+    graph: DependencyGraph, scores: UnitScores, remove: np.ndarray,
+    inputs: tuple[Tensor, ...], ratio: float, start: float,
+) -> PruneReport:
+    """Fold twins, cut the ``remove`` units out of the model (checked, rolled back on failure)
+    and report; ``start`` is when the pruning call began (``time.perf_counter()``)."""
     dense = estimate_macs(graph, np.zeros_like(remove))
     fraction_left = estimate_macs(graph, remove) / dense if dense else 1.0
     with single_thread():
@@ -236,7 +274,8 @@ def prune_channels(
                        time.perf_counter() - start, groups)
 
 
-def _macs_fraction(max_macs: float, measured: int) -> float:
+def macs_fraction(max_macs: float, measured: int) -> float:
+    """``max_macs`` as a fraction of ``measured`` (a float is one already), validated."""
     if isinstance(max_macs, bool) or max_macs <= 0:
         raise ValueError(f"max_macs must be a positive int or a fraction in (0, 1], got {max_macs}")
     if isinstance(max_macs, float):

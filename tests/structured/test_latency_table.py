@@ -1,0 +1,85 @@
+"""The latency table: fitted costs, what it covers, saving, and refusing the wrong model."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from prunekit.structured.graph import build_graph
+from prunekit.structured.latency_table import LatencyTable, LayerCost, measure_latency_table
+
+
+def _net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1, groups=32), nn.ReLU(),
+        nn.Conv2d(32, 16, 1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(16 * 8 * 8, 10),
+    ).eval()
+
+
+X = torch.randn(4, 3, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def table() -> LatencyTable:
+    return measure_latency_table(_net(), X, configs=5, repeats=2)
+
+
+def test_layer_cost_is_the_fitted_bilinear_form() -> None:
+    cost = LayerCost((1.0, 0.5, 0.25, 0.01), 64, 32)
+    assert cost.at(64, 32) == pytest.approx(1 + 32 + 8 + 0.01 * 64 * 32)
+    assert cost.at(0, 0) == 1.0
+    assert LayerCost((-5.0, 0.0, 0.0, 0.0), 8, 8).at(8, 8) == 0.0  # never negative
+    grouped = LayerCost((0.0, 1.0, 2.0, 0.0), 32, 32, coupled=True)
+    assert grouped.at(0, 16) == grouped.at(999, 16) == 32 + 32  # input follows the output
+
+
+def test_every_conv_and_linear_is_timed_at_its_dense_widths(table: LatencyTable) -> None:
+    assert sorted(table.layers) == ["0", "3", "5", "8"]
+    widths = {name: (c.in_channels, c.out_channels) for name, c in table.layers.items()}
+    assert widths == {"0": (3, 32), "3": (32, 32), "5": (32, 16), "8": (1024, 10)}
+    assert table.layers["3"].coupled and not table.layers["5"].coupled
+    assert table.input_shape == (4, 3, 8, 8) and table.threads >= 1
+    assert table.dense_ms > 0 and table.rest_ms >= 0 and table.seconds > 0
+    assert all(math.isfinite(v) for c in table.layers.values() for v in c.coefficients)
+    assert math.isfinite(table.fit_error)
+    assert table.estimate_ms(_net()) >= table.rest_ms
+
+
+def test_table_round_trips_through_json(table: LatencyTable, tmp_path: Path) -> None:
+    path = tmp_path / "table.json"
+    table.save(path)
+    assert LatencyTable.load(path) == table
+
+
+def test_a_file_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.json"
+    path.write_text('{"format": 99}')
+    with pytest.raises(ValueError, match="not a prunekit latency table"):
+        LatencyTable.load(path)
+
+
+def test_check_refuses_another_input_or_model(table: LatencyTable) -> None:
+    net = _net()
+    table.check(build_graph(net, X), X[:1])
+    with pytest.raises(ValueError, match="measured on inputs of shape"):
+        table.check(build_graph(net, X), torch.randn(1, 3, 16, 16))
+    wider = nn.Sequential(*list(_net())[:5], nn.Conv2d(32, 24, 1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(24 * 8 * 8, 10))
+    with pytest.raises(ValueError, match="does not match this model at layer '5'"):
+        table.check(build_graph(wider, X), X[:1])
+
+
+def test_bad_arguments_fail_before_any_timing() -> None:
+    with pytest.raises(ValueError, match="configs must be >= 2"):
+        measure_latency_table(_net(), X, configs=1)
+    with pytest.raises(ValueError, match="fractions must be in"):
+        measure_latency_table(_net(), X, fractions=(0.0, 1.0))
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        measure_latency_table(_net(), X, repeats=0)
