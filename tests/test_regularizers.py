@@ -19,9 +19,9 @@ def test_penalties_cover_weights_not_biases_or_norms() -> None:
     net = _net()
     weights = [net[0].weight, net[4].weight]
     assert L1(0.5)(net).item() == pytest.approx(0.5 * sum(w.abs().sum().item() for w in weights))
-    assert L2(0.5)(net).detach().item() == pytest.approx(0.25 * sum(float((w**2).sum()) for w in weights))
+    assert L2(0.5)(net).item() == pytest.approx(0.25 * sum(float((w.detach() ** 2).sum()) for w in weights))
     assert ElasticNet(0.1, 0.2)(net).item() == pytest.approx(L1(0.1)(net).item() + L2(0.2)(net).item())
-    assert BNScaleL1(2.0)(net).item() == pytest.approx(2.0 * float(net[1].weight.abs().sum()))
+    assert BNScaleL1(2.0)(net).item() == pytest.approx(2.0 * net[1].weight.abs().sum().item())
     grads = torch.autograd.grad(L1(1.0)(net), [net[0].bias, net[1].weight], allow_unused=True)
     assert all(g is None for g in grads)
 

@@ -84,16 +84,23 @@ def interleaved_times(
 
 
 def interleaved_medians(
-    candidates: Mapping[Hashable, Callable[[], object]], *, repeats: int = 9, warmup: int = 1
+    candidates: Mapping[Hashable, Callable[[], object]],
+    *,
+    repeats: int = 9,
+    warmup: int = 1,
+    untimed_per_turn: int = 0,
 ) -> dict[Hashable, float]:
-    """Median milliseconds per call of each candidate, timed round-robin.
+    """Median milliseconds per call of each candidate, timed round-robin (see
+    :func:`interleaved_times` for ``untimed_per_turn``).
 
     >>> medians = interleaved_medians({"small": lambda: torch.ones(10).sum(),
     ...                                "large": lambda: torch.ones(10**6).sum()}, repeats=5)
     >>> medians["small"] < medians["large"]
     True
     """
-    times = interleaved_times(candidates, repeats=repeats, warmup=warmup)
+    times = interleaved_times(
+        candidates, repeats=repeats, warmup=warmup, untimed_per_turn=untimed_per_turn
+    )
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -179,8 +186,8 @@ def latency_table(
     """Report fields for each model, on every backend asked for, all timed in one pass.
 
     Eager PyTorch gives ``latency_ms``/``latency_p95_ms``; ``"sparse"`` deploys each model onto
-    prunekit's sparse kernels where they measure faster (``sparse_latency_ms``,
-    ``sparse_layers``); ``"onnxruntime"`` runs ``onnx_files[name]`` (``onnx_latency_ms``).
+    prunekit's sparse kernels where they measure faster (``sparse_layers``, and
+    ``sparse_latency_ms`` when at least one layer runs sparse); ``"onnxruntime"`` runs ``onnx_files[name]`` (``onnx_latency_ms``).
 
     >>> rows = latency_table({"a": nn.Linear(4, 2)}, torch.zeros(1, 4), repeats=3)
     >>> sorted(rows["a"])
@@ -197,8 +204,10 @@ def latency_table(
             from prunekit.sparse import deploy
 
             with fixed_threads(threads):
-                candidates[name, "sparse"], decisions = deploy(model, example_input)
+                deployed, decisions = deploy(model, example_input)
             rows[name]["sparse_layers"] = sum(d.deployed for d in decisions)
+            if rows[name]["sparse_layers"]:  # else it is the dense model: timing it again
+                candidates[name, "sparse"] = deployed  # would only show the timer's noise
         if "onnxruntime" in backends:
             from prunekit.export.onnx import OnnxRuntimeModule
 

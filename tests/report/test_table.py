@@ -50,6 +50,8 @@ def test_backend_columns_appear_only_when_measured() -> None:
     assert "sparse-kernel ms | sparse speed-up | onnxruntime ms" in table
     assert table.splitlines()[3].endswith("| 0.500 | 4.00× | 1.500 |")
     assert table.splitlines()[2].endswith("| — | — | — |")
+    kept_dense = _row("dense", sparse_layers=0)
+    assert "| — | all dense |" in markdown_table([*rows, kept_dense])
 
 
 def test_unmeasured_accuracy_is_a_dash_and_json_null(tmp_path: Path) -> None:

@@ -69,14 +69,20 @@ COLUMNS: list[tuple[str, Callable[[Row, Row], str]]] = [
 
 
 def _ms(key: str) -> Callable[[Row, Row], str]:
-    return lambda r, b: f"{r[key]:.3f}" if key in r else "—"
+    return lambda r, b: f"{r[key]:.3f}" if r.get(key) is not None else "—"
+
+
+def _sparse_speedup(row: Row, base: Row) -> str:
+    if row.get("sparse_layers") == 0:
+        return "all dense"  # deploy found no layer faster sparse: the model runs as it is
+    if row.get("sparse_latency_ms") is None:
+        return "—"
+    return f"{base['latency_ms'] / row['sparse_latency_ms']:.2f}×"
 
 
 OPTIONAL_COLUMNS: list[tuple[str, str, Callable[[Row, Row], str]]] = [
     ("sparse_latency_ms", "sparse-kernel ms", _ms("sparse_latency_ms")),
-    ("sparse_latency_ms", "sparse speed-up",
-     lambda r, b: f"{b['latency_ms'] / r['sparse_latency_ms']:.2f}×" if "sparse_latency_ms" in r
-     else "—"),
+    ("sparse_latency_ms", "sparse speed-up", _sparse_speedup),
     ("onnx_latency_ms", "onnxruntime ms", _ms("onnx_latency_ms")),
 ]
 """Columns shown only when some row has their key (extra latency backends)."""
