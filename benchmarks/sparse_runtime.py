@@ -7,8 +7,9 @@ speed-up should never fall below 1.0x. Part 2, end to end: LeNet-300-100 at 92 %
 an MLP of 4096-wide layers at 90 %, dense vs deployed latency.
 
 Weights are random and magnitude-pruned (latency does not depend on what was learned). All
-candidates of a row are timed round-robin in the same process and medians compared, so ratios
-hold on a busy machine even when absolute times drift.
+candidates of a row are timed round-robin in the same process (each timed call right after an
+untimed one of the same candidate, so none inherits another's cache or thread state) and
+medians compared, so ratios hold on a busy machine even when absolute times drift.
 
     .venv/bin/python benchmarks/sparse_runtime.py            # full run (a few minutes)
     .venv/bin/python benchmarks/sparse_runtime.py --quick    # smoke test
@@ -53,7 +54,7 @@ def _compare(runs: dict[str, Callable[[], object]], budget_ms: float) -> dict[st
     with torch.inference_mode():
         scale = sum(interleaved_medians(runs, repeats=3).values())
         rounds = repeats_for(scale, budget_ms=budget_ms, low=15, high=400)
-        return interleaved_medians(runs, repeats=rounds)
+        return interleaved_medians(runs, repeats=rounds, untimed_per_turn=1)
 
 
 def _layer_row(size: int, batch: int, sparsity: float, budget_ms: float) -> dict[str, object]:
@@ -139,6 +140,9 @@ def main() -> None:
             for r in layer_rows
         ],
     )  # fmt: skip
+
+    print("\nRows that run as dense time the very layer of the dense column (deploy kept it): "
+          "their distance from 1.00x is the timer's spread at that size.")
 
     end_to_end = []
     for batch in batches:
