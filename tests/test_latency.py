@@ -1,4 +1,6 @@
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,20 @@ def test_untimed_calls_warm_each_turn() -> None:
     times = interleaved_times({k: (lambda k=k: calls.append(k)) for k in "ab"}, repeats=2,
                               warmup=0, untimed_per_turn=2)
     assert calls == list("aaabbb" "bbbaaa") and [len(v) for v in times.values()] == [2, 2]
+
+
+def test_timed_scope_wraps_exactly_the_timed_calls() -> None:
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def scope(name: object) -> Iterator[None]:
+        events.append(f"<{name}")
+        yield
+        events.append(f"{name}>")
+
+    interleaved_times({k: (lambda k=k: events.append(k)) for k in "ab"}, repeats=1, warmup=1,
+                      untimed_per_turn=1, timed_scope=scope)
+    assert events == ["a", "b", "a", "<a", "a", "a>", "b", "<b", "b", "b>"]
 
 
 def test_repeats_are_bounded() -> None:

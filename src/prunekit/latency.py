@@ -54,12 +54,14 @@ def interleaved_times(
     repeats: int,
     warmup: int = 1,
     untimed_per_turn: int = 0,
+    timed_scope: Callable[[Hashable], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> dict[Hashable, list[float]]:
     """Milliseconds of every call of every candidate, run in rotating round-robin order.
 
     ``untimed_per_turn`` calls precede each timed one, so that a candidate is timed with its
     weights back in cache, as a model serving requests would be, rather than cold after the
-    others evicted it.
+    others evicted it. ``timed_scope(name)``, if given, is entered around each timed call
+    (outside the timer), for instruments that should see only those calls.
 
     >>> times = interleaved_times({"a": lambda: None, "b": lambda: None}, repeats=4)
     >>> [len(v) for v in times.values()]
@@ -77,9 +79,10 @@ def interleaved_times(
         for name in names[shift:] + names[:shift]:
             for _ in range(untimed_per_turn):
                 candidates[name]()
-            start = time.perf_counter()
-            candidates[name]()
-            times[name].append((time.perf_counter() - start) * 1e3)
+            with timed_scope(name) if timed_scope else contextlib.nullcontext():
+                start = time.perf_counter()
+                candidates[name]()
+                times[name].append((time.perf_counter() - start) * 1e3)
     return times
 
 

@@ -7,6 +7,7 @@ minute nine. See ``recipes/demo.yaml`` for a complete example.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,13 @@ Sparsity = Annotated[float, Field(ge=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
+def _one_of(name: str, known: Iterable[str], what: str) -> str:
+    """``name`` if it is among ``known``; else the one-line error every recipe field gives."""
+    if name not in known:
+        raise ValueError(f"unknown {what}; choose one of {sorted(known)}")
+    return name
+
+
 class DataSpec(_Strict):
     name: str = "mnist5k"
     test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
@@ -37,9 +45,7 @@ class DataSpec(_Strict):
     def _known_data(cls, name: str) -> str:
         from prunekit.data import DATASETS
 
-        if name not in DATASETS:
-            raise ValueError(f"unknown data set; choose one of {sorted(DATASETS)}")
-        return name
+        return _one_of(name, DATASETS, "data set")
 
     @model_validator(mode="after")
     def _npz_needs_path(self) -> DataSpec:
@@ -125,9 +131,7 @@ class _CriterionMixin(_Strict):
     def _known_criterion(cls, name: str) -> str:
         from prunekit.criteria import CRITERIA
 
-        if name not in CRITERIA:
-            raise ValueError(f"unknown criterion; choose one of {sorted(CRITERIA)}")
-        return name
+        return _one_of(name, CRITERIA, "criterion")
 
 
 class GradualPruneSpec(_CriterionMixin):
@@ -186,9 +190,7 @@ class StructuredSpec(_Strict):
     def _known_structured_criterion(cls, name: str) -> str:
         from prunekit.structured.importance import IMPORTANCE
 
-        if name not in IMPORTANCE:
-            raise ValueError(f"unknown criterion; choose one of {sorted(IMPORTANCE)}")
-        return name
+        return _one_of(name, IMPORTANCE, "criterion")
 
     @model_validator(mode="after")
     def _one_target(self) -> StructuredSpec:

@@ -123,7 +123,7 @@ class _Search:
         ]
         self.touching: list[list[int]] = [[] for _ in graph.groups]
         for index, layer in enumerate(self.layers):
-            for g in {*layer.out.removed_ids, *(layer.inp.removed_ids if layer.inp else ())}:
+            for g in _groups_of(layer):
                 self.touching[g].append(index)
         self.removed = [0] * len(graph.groups)
         self.costs = [self.layer_cost(layer, self.removed) for layer in self.layers]

