@@ -1,0 +1,42 @@
+"""``prunekit prune``: structured pruning of a model, with a before/after report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from prunekit.cli.console import console, fail, print_table
+
+
+def prune(
+    model: Annotated[str, typer.Option("--model", help="zoo name or path/file.py:factory")],
+    input_shape: Annotated[str, typer.Option("--input-shape", help="e.g. 8,3,224,224")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")],
+    ratio: Annotated[float | None, typer.Option(help="fraction of channels to remove")] = None,
+    max_macs: Annotated[str | None, typer.Option(help="MACs target: 0.5 (fraction) or a count")] = None,
+    criterion: Annotated[str, typer.Option(help="l1, l2, bn_scale, taylor, lsh, ...")] = "l2",
+    scope: Annotated[str, typer.Option(help="layer or global")] = "layer",
+    max_layer_ratio: Annotated[float, typer.Option(help="most any layer may lose")] = 0.9,
+    round_to: Annotated[int, typer.Option(help="keep a multiple of this many channels")] = 1,
+    ignore: Annotated[str, typer.Option(help="comma-separated modules to keep whole")] = "",
+    weights: Annotated[Path | None, typer.Option(help="safetensors state dict to load")] = None,
+    data: Annotated[str | None, typer.Option(help="data set for accuracy / data criteria")] = None,
+    repeats: Annotated[int, typer.Option(help="timed latency repeats")] = 20,
+    deploy: Annotated[bool, typer.Option(help="time with BN folded, channels-last")] = False,
+) -> None:
+    """Remove channels/neurons physically; write the compacted model and a before/after report."""
+    from prunekit.structured.before_after import parse_macs, prune_from_spec
+
+    try:
+        rows = prune_from_spec(
+            model, input_shape, out, weights=weights, data=data, repeats=repeats, deploy=deploy,
+            ratio=ratio, max_macs=parse_macs(max_macs) if max_macs else None,
+            criterion=criterion, scope=scope, max_layer_ratio=max_layer_ratio,
+            round_to=round_to, ignore=[name for name in ignore.split(",") if name],
+        )
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        fail(str(exc))
+    print_table(rows, f"{model} structured pruning")
+    console.print(f"model: {out / 'model.safetensors'}  ·  report: {out / 'report.json'}")
