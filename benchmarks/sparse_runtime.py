@@ -36,7 +36,7 @@ from prunekit.latency import interleaved_medians, repeats_for
 from prunekit.masks import strip
 from prunekit.models import build_model
 from prunekit.sparse import deploy
-from prunekit.sparse.kernels import kernel_library, uses_avx2
+from prunekit.sparse.kernels import default_kernel_path, kernel_library
 from prunekit.unstructured import prune_by_ratio
 
 SIZES = (1024, 2048, 4096)
@@ -130,7 +130,7 @@ def main() -> None:
                 layer_rows.append(_layer_row(size, batch, sparsity, budget_ms))
     policy = os.environ["OMP_WAIT_POLICY"]
     print(f"\nLinear layer, {torch.get_num_threads()} threads, OMP_WAIT_POLICY={policy}, ", end="")
-    print(f"AVX2 kernel: {uses_avx2()}\n")
+    print(f"kernel path: {default_kernel_path()}\n")
     print_table(
         ["size", "batch", "sparsity", "dense ms", "torch CSR", "prunekit deploy", "runs as"],
         [
@@ -168,7 +168,7 @@ def main() -> None:
         "sparse_runtime",
         {
             "quick": args.quick,
-            "avx2": uses_avx2(),
+            "kernel_path": default_kernel_path(),
             "threads": torch.get_num_threads(),
             "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
             "layers": layer_rows,
