@@ -1,4 +1,5 @@
 import contextlib
+import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,12 +9,17 @@ import torch
 from torch import nn
 
 from prunekit.latency import (
+    TWIN,
+    NoiseBand,
     compare_latency,
+    describe_ratio,
     interleaved_medians,
     interleaved_times,
     latency_table,
     measure_latency,
+    noise_band,
     repeats_for,
+    time_until_stable,
 )
 from prunekit.masks import strip
 from prunekit.models import build_model
@@ -106,3 +112,65 @@ def test_latency_table_times_every_backend(tmp_path: Path) -> None:
         latency_table({"v": model}, x, backends=("tensorrt",))
     with pytest.raises(ValueError, match="needs an ONNX file"):
         latency_table({"v": model}, x, backends=("onnxruntime",))
+
+
+def _jittered(n: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [1.0 + rng.uniform(0.0, 0.3) for _ in range(n)]
+
+
+def test_noise_band_of_a_constant_gap_is_that_gap() -> None:
+    first = _jittered(50, 0)
+    band = noise_band(first, [1.1 * t for t in first])
+    assert band.width == pytest.approx(0.1) and band.twin_ratio == pytest.approx(1 / 1.1)
+    assert noise_band(first, first).width == 0.0 and band.rounds == 50
+
+
+def test_noise_band_narrows_with_rounds_and_is_deterministic() -> None:
+    short = noise_band(_jittered(20, 1), _jittered(20, 2))
+    long = noise_band(_jittered(800, 1), _jittered(800, 2))
+    assert long.width < short.width / 2  # the median's spread falls as 1/sqrt(rounds)
+    assert noise_band(_jittered(20, 1), _jittered(20, 2)) == short
+    assert noise_band(_jittered(20, 1), _jittered(20, 2), confidence=0.5).width < short.width
+    with pytest.raises(ValueError, match="equal length"):
+        noise_band([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="positive"):
+        noise_band([1.0, 0.0], [1.0, 1.0])
+
+
+def test_a_ratio_inside_the_band_reads_within_noise() -> None:
+    band = NoiseBand(width=0.05, twin_ratio=1.0, rounds=30, confidence=0.95)
+    assert band.contains(1.049) and band.contains(1 / 1.049)
+    assert not band.contains(1.06) and not band.contains(1 / 1.06)
+    assert describe_ratio(0.97, band) == "0.97x (within noise)"
+    assert describe_ratio(2.0, band) == "2.00x" and describe_ratio(1.0, None) == "1.00x"
+
+
+def test_time_until_stable_times_a_twin_and_tells_a_real_gap_from_noise() -> None:
+    calls = {"fast": 0, "slow": 0}
+
+    def run(name: str, seconds: float) -> None:
+        calls[name] += 1
+        time.sleep(seconds)
+
+    result = time_until_stable(
+        {"fast": lambda: run("fast", 0.002), "slow": lambda: run("slow", 0.006)},
+        max_band=0.5, budget_s=5.0, warmup=0,
+    )  # fmt: skip
+    assert result.converged and result.band.rounds == 5
+    assert calls == {"fast": 10, "slow": 5}  # the twin is "fast" run again
+    assert len(result.times[TWIN]) == 5 and TWIN not in result.medians
+    assert result.speedup("slow", "fast") > 2.0
+    assert "within noise" not in result.describe("slow", "fast")
+
+
+def test_time_until_stable_stops_at_max_rounds_or_the_budget() -> None:
+    capped = time_until_stable({"a": lambda: None}, max_band=0.0, max_rounds=12, budget_s=60)
+    assert not capped.converged and capped.band.rounds == 12
+    start = time.perf_counter()
+    timed_out = time_until_stable({"a": lambda: time.sleep(0.001)}, max_band=0.0, budget_s=0.2)
+    assert not timed_out.converged and time.perf_counter() - start < 1.0
+    with pytest.raises(ValueError, match="must be a candidate"):
+        time_until_stable({"a": lambda: None}, reference="b")
+    with pytest.raises(ValueError, match="min_rounds"):
+        time_until_stable({"a": lambda: None}, min_rounds=1)
