@@ -1,13 +1,14 @@
 import contextlib
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from prunekit import latency
 from prunekit.latency import (
     TWIN,
     NoiseBand,
@@ -146,22 +147,50 @@ def test_a_ratio_inside_the_band_reads_within_noise() -> None:
     assert describe_ratio(2.0, band) == "2.00x" and describe_ratio(1.0, None) == "1.00x"
 
 
-def test_time_until_stable_times_a_twin_and_tells_a_real_gap_from_noise() -> None:
-    calls = {"fast": 0, "slow": 0}
+class FakeClock:
+    """Stands in for ``time`` in prunekit.latency: calls advance it by what they 'take'."""
 
-    def run(name: str, seconds: float) -> None:
-        calls[name] += 1
-        time.sleep(seconds)
+    def __init__(self) -> None:
+        self.now = 0.0
 
-    result = time_until_stable(
-        {"fast": lambda: run("fast", 0.002), "slow": lambda: run("slow", 0.006)},
-        max_band=0.5, budget_s=5.0, warmup=0,
-    )  # fmt: skip
+    def perf_counter(self) -> float:
+        return self.now
+
+    def taking(self, ms: float, jitter: float = 0.0, seed: int = 0) -> Callable[[], None]:
+        rng = random.Random(seed)
+
+        def run() -> None:
+            self.now += ms * (1 + rng.uniform(-jitter, jitter)) / 1e3
+
+        return run
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(latency, "time", fake)
+    return fake
+
+
+def test_time_until_stable_times_a_twin_and_tells_a_real_gap_from_noise(clock: FakeClock) -> None:
+    result = time_until_stable({"fast": clock.taking(1.0), "slow": clock.taking(20.0)}, warmup=0)
     assert result.converged and result.band.rounds == 5
-    assert calls == {"fast": 10, "slow": 5}  # the twin is "fast" run again
+    assert result.band.width == pytest.approx(0.0, abs=1e-12)
     assert len(result.times[TWIN]) == 5 and TWIN not in result.medians
-    assert result.speedup("slow", "fast") > 2.0
-    assert "within noise" not in result.describe("slow", "fast")
+    assert result.speedup("slow", "fast") == pytest.approx(20.0)
+    assert result.describe("slow", "fast") == "20.00x"
+
+
+def test_time_until_stable_adds_rounds_until_the_band_is_narrow(clock: FakeClock) -> None:
+    noisy = {"a": clock.taking(1.0, jitter=0.3, seed=1), "b": clock.taking(1.0, jitter=0.3, seed=2)}
+    result = time_until_stable(noisy, max_band=0.05, budget_s=60.0)
+    assert result.converged and result.band.width <= 0.05 and result.band.rounds > 5
+    assert result.describe("a", "b").endswith("(within noise)")  # identical, both jittered
+    calls = []
+    b = clock.taking(2.0)
+    twin_of_b = {"a": clock.taking(1.0), "b": lambda: (calls.append(1), b())}
+    # b is called for itself and for its twin: 2 warm-up calls each, then one per round each
+    assert time_until_stable(twin_of_b, reference="b", warmup=2).band.rounds == len(calls) / 2 - 2
 
 
 def test_time_until_stable_stops_at_max_rounds_or_the_budget() -> None:
