@@ -6,6 +6,7 @@ from prunekit.masks import strip
 from prunekit.sparse import runtime
 from prunekit.sparse.layers import SparseConv2d, SparseLinear
 from prunekit.sparse.runtime import decisions_table, deploy
+from prunekit.sparse.tuning import KernelTuning
 from prunekit.unstructured import prune_by_ratio
 
 
@@ -101,3 +102,19 @@ def test_layers_left_dense_share_the_original_tensors() -> None:
     assert not any(d.deployed for d in decisions)
     assert deployed is not model and deployed[0] is not model[0]
     assert deployed[0].weight is model[0].weight and model.training and not deployed.training
+
+
+def test_deploy_runs_the_tuned_path_and_panel_width() -> None:
+    model = sparse_mlp(width=512)
+    x = torch.randn(32, 512)
+    tuning = KernelTuning(path="generic", slice_bytes={1: None, 32: 16384}, threads=2)
+    deployed, decisions = deploy(model, x, repeats=3, min_speedup=0.0, check_end_to_end=False,
+                                 tuning=tuning)
+    assert all(d.deployed and d.layout.startswith("CSR generic, ") for d in decisions)
+    tuned_width = tuning.panel_width(512, 32)  # 16384 bytes / (4 * 32) = 128 columns
+    assert tuned_width == 128
+    for d in decisions:
+        matrix = deployed.get_submodule(d.name).matrix
+        assert matrix.path == "generic"
+        assert matrix.panel_width in (tuned_width, 512)  # the tuned width, or one panel
+        assert (f"panels of {tuned_width} columns" in d.layout) == (matrix.panel_width == 128)
