@@ -97,6 +97,8 @@ def test_a_path_the_cpu_cannot_run_is_refused_not_run(path: str) -> None:
     match = "cannot run on this CPU" if path in kernel_paths() else "unknown kernel path"
     with pytest.raises(ValueError, match=match):
         panels.multiply_transposed(torch.randn(8, 4), threads=1, path=path)
+    with pytest.raises(ValueError, match=match):
+        CSRPanels.from_dense(sparse_weight(8, 8, 0.5), path=path)
     # The C side refuses too, before writing anything: past the last path on every machine,
     # and each path this CPU lacks.
     library = kernel_library()

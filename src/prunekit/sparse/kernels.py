@@ -138,24 +138,28 @@ def default_kernel_path() -> str | None:
 def kernel_path_lanes(path: str) -> int:
     """Vector lanes of ``path``'s widest blocks: batches below this many columns run as
     single-column dot products there."""
-    library = kernel_library()
-    if library is None or path not in kernel_paths():
-        raise ValueError(f"unknown kernel path {path!r}; this build has {list(kernel_paths())}")
-    return int(library.pk_path_lanes(list(kernel_paths()).index(path)))
+    return int(kernel_library().pk_path_lanes(_known_index(path)))  # type: ignore[union-attr]
+
+
+def _known_index(path: str) -> int:
+    """The C index of ``path``; ValueError naming the choices if this build lacks it."""
+    paths = kernel_paths()
+    if path not in paths:
+        built = ", ".join(paths) or "none (the kernel is not built)"
+        raise ValueError(f"unknown kernel path {path!r}; this build has {built}")
+    return list(paths).index(path)
 
 
 def _path_index(path: str) -> int:
     """The C index of ``path``; ValueError naming the choices if it is unknown or cannot run."""
-    paths = kernel_paths()
-    if path not in paths:
-        raise ValueError(f"unknown kernel path {path!r}; this build has {', '.join(paths)}")
+    index, paths = _known_index(path), kernel_paths()
     if not paths[path]:
         runnable = ", ".join(name for name, runs in paths.items() if runs)
         raise ValueError(
             f"kernel path {path!r} cannot run on this CPU (it lacks the instructions); "
             f"choose one of: {runnable}"
         )
-    return list(paths).index(path)
+    return index
 
 
 class CSRPanels(nn.Module):
@@ -184,7 +188,8 @@ class CSRPanels(nn.Module):
     ) -> None:
         super().__init__()
         self.rows, self.cols, self.panel_width = rows, cols, panel_width
-        self.path = path
+        self._path = path
+        self._path_code = -1 if path is None else _path_index(path)  # refused here, not later
         self.panels = int(ptr.shape[0])
         self.register_buffer("ptr", ptr)
         self.register_buffer("idx", idx)
@@ -194,6 +199,11 @@ class CSRPanels(nn.Module):
         zero = torch.zeros(1, dtype=torch.int64)
         self.register_buffer("row_cost", torch.cat([zero, per_row.cumsum(0)]))
         self._descriptor: _Matrix | None = None
+
+    @property
+    def path(self) -> str | None:
+        """The kernel path every multiplication uses (None: the CPU's best)."""
+        return self._path
 
     @property
     def nnz(self) -> int:
@@ -270,8 +280,7 @@ class CSRPanels(nn.Module):
                 f"expected float32 input of shape ({self.cols}, batch), "
                 f"got {xt.dtype} {tuple(xt.shape)}"
             )
-        chosen = path or self.path
-        index = -1 if chosen is None else _path_index(chosen)
+        index = self._path_code if path is None else _path_index(path)
         xt = xt.contiguous()
         yt = torch.empty(self.rows, xt.shape[1], dtype=torch.float32)
         code = library.pk_spmm(
