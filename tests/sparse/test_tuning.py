@@ -92,3 +92,15 @@ def test_a_real_measurement_picks_the_fastest_path_and_a_slice_per_batch(
         assert measured.path != "generic"
     assert tuple(measured.slice_bytes) == TUNED_BATCH_COLUMNS
     assert all(s is None or s in SLICE_CHOICES for s in measured.slice_bytes.values())
+
+
+def test_a_cache_that_cannot_be_written_warns_and_still_tunes(
+    cache: list[int], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    blocker = tmp_path / "a file, not a folder"
+    blocker.write_text("")
+    monkeypatch.setenv("PRUNEKIT_CACHE_DIR", str(blocker))
+    with caplog.at_level(logging.WARNING):
+        assert kernel_tuning(2).path == "generic"
+    assert cache == [2] and "PRUNEKIT_CACHE_DIR" in caplog.text

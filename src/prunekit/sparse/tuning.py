@@ -114,7 +114,11 @@ def kernel_tuning(
                  threads, path)
         tuning = measure_kernel_tuning(threads, budget_s=budget_s)
         document["tunings"][str(threads)] = _to_json(tuning)
-        write_text_atomic(path, json.dumps(document, indent=2) + "\n")
+        try:
+            write_text_atomic(path, json.dumps(document, indent=2) + "\n")
+        except OSError as err:  # a read-only home must not stop deploy: it measures each run
+            log.warning("cannot write the sparse kernel tuning cache %s (%s); set "
+                        "PRUNEKIT_CACHE_DIR to a writable folder to keep it", path, err)
     _memo[threads] = tuning
     return tuning
 
@@ -176,6 +180,8 @@ def measure_kernel_tuning(threads: int, *, budget_s: float = 2.0) -> KernelTunin
             ).medians
 
     fast = [name for name, runs in kernel_paths().items() if runs and name not in VERIFICATION_PATHS]
+    if not fast:
+        raise RuntimeError("the sparse kernel is not built; reinstall with pip install -e .")
     default_width = _width(SLICE_CHOICES[3], 64, cols)
     path_ms = timed(
         {name: CSRPanels.from_dense(weight, default_width, path=name) for name in fast},
