@@ -207,7 +207,7 @@ static void pool_run(task_fn fn, void *arg, int nthreads) {
     pthread_mutex_unlock(&call_mutex);
 }
 
-/* ---------------------------------------------------------------- exported API */
+/* ---------------------------------------------------------------- path table */
 
 typedef void (*segment_fn)(const spmm_job *j, int64_t p, int64_t i);
 
@@ -243,6 +243,14 @@ static int path_runs_here(int i) {
     return 1;
 }
 
+/* The answers of path_runs_here, found once (every pk_spmm call reads them). */
+static int path_supported[PATH_COUNT];
+static pthread_once_t path_probe_once = PTHREAD_ONCE_INIT;
+
+static void probe_paths(void) {
+    for (int i = 0; i < PATH_COUNT; i++) path_supported[i] = path_runs_here(i);
+}
+
 /* ---------------------------------------------------------------- exported API */
 
 /* Version of this C interface; the Python side refuses a library of another version. */
@@ -257,7 +265,10 @@ const char *pk_path_name(int i) { return i >= 0 && i < PATH_COUNT ? PATHS[i].nam
 int pk_path_lanes(int i) { return i >= 0 && i < PATH_COUNT ? PATHS[i].lanes : 0; }
 
 /* 1 when path i runs on this CPU, else 0 (also past the end). */
-int pk_path_supported(int i) { return i >= 0 && i < PATH_COUNT && path_runs_here(i); }
+int pk_path_supported(int i) {
+    pthread_once(&path_probe_once, probe_paths);
+    return i >= 0 && i < PATH_COUNT && path_supported[i];
+}
 
 /* A sparse matrix in column-panel CSR, described once and reused for every call. */
 typedef struct {
