@@ -55,11 +55,12 @@ def test_a_layer_where_sparse_loses_stays_dense() -> None:
     model = sparse_mlp(width=64)
     with torch.no_grad():
         model[2].weight.copy_(torch.randn(64, 64))  # dense: below min_sparsity, never tried
-    # demanding a 1000x win makes every measured layer a loss: all must stay dense
-    deployed, decisions = deploy(model, torch.randn(4, 64), repeats=3, min_speedup=1000.0)
+    # demanding a 10^6x win makes every measured layer a loss: all must stay dense (a 1000x
+    # demand was met once on a machine at load 20, by a dense median inflated to 4 ms)
+    deployed, decisions = deploy(model, torch.randn(4, 64), repeats=3, min_speedup=1e6)
     assert [d.deployed for d in decisions] == [False, False, False]
     assert "below min_sparsity" in decisions[1].reason and decisions[1].dense_ms is None
-    assert "not faster by 1000.0x" in decisions[0].reason and decisions[0].sparse_ms is not None
+    assert "not faster by 1000000.0x" in decisions[0].reason and decisions[0].sparse_ms is not None
     assert all(type(deployed[i]) is nn.Linear for i in (0, 2, 4))
 
 
