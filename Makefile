@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test han bench clean
 
-$(STAMP): pyproject.toml setup.py constraints.txt src/prunekit/sparse/csrc/csr_kernels.c
+$(STAMP): pyproject.toml setup.py constraints.txt $(wildcard src/prunekit/sparse/csrc/*)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: a bare `torch` would pull a multi-GB CUDA build.

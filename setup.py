@@ -11,6 +11,11 @@ setup(
         Extension(
             "prunekit.sparse._csr_kernels",
             sources=["src/prunekit/sparse/csrc/csr_kernels.c"],
+            # the per-instruction-set body, included once per kernel path
+            depends=[
+                "src/prunekit/sparse/csrc/spmm_body.h",
+                "src/prunekit/sparse/csrc/spmm_path.h",
+            ],
             extra_compile_args=["-O3", "-std=gnu11", "-fvisibility=default"],
             extra_link_args=["-pthread"],
             optional=True,

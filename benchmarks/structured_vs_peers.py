@@ -9,8 +9,11 @@ latency table measured once per model on the benchmark's input (its cost is the 
 column, apart from the prune time). For each we report the MACs ratio (dense / pruned,
 ``torch.utils.flop_counter``), the latency ratio (dense / pruned, medians of interleaved
 repeats, each timed run after an untimed one of the same model, same threads, same input) and
-the time each library takes to prune. Latency is measured three ways, each applied identically
-to the dense and pruned models:
+the time each library takes to prune. Every model of one ratio is timed in one round-robin pass
+with a twin of the dense eager model: rounds go on (at least ``--rounds``) until the two dense
+timings agree within ``--max-band`` or ``--budget`` seconds are spent, and each library's eager
+latency against Torch-Pruning's prints "within noise" where that band contains the ratio.
+Latency is measured three ways, each applied identically to the dense and pruned models:
 
 - ``eager``: the models as they are, in eval mode (how the issue's anchor was measured);
 - ``deployed``: :func:`prunekit.structured.deploy.prepare_for_cpu`: BatchNorm folded into the
@@ -39,12 +42,12 @@ from typing import Any
 
 import torch
 import torch_pruning as tp
-from common import print_table, write_results
+from common import machine_line, print_table, write_results
 from torch import Tensor, nn
 
 from prunekit.data import load_dataset
 from prunekit.evaluate import count_macs, evaluate_accuracy
-from prunekit.latency import interleaved_times
+from prunekit.latency import time_until_stable
 from prunekit.models import build_model
 from prunekit.structured import prune_channels
 from prunekit.structured.deploy import fuse_for_cpu, prepare_for_cpu
@@ -121,7 +124,9 @@ def _prune_at_macs(
     return model.eval(), statistics.median(times)
 
 
-def speed_rows(name: str, batch: int, size: int, ratios: list[float], rounds: int) -> list[dict]:
+def speed_rows(
+    name: str, batch: int, size: int, ratios: list[float], args: argparse.Namespace
+) -> list[dict]:
     torch.manual_seed(0)
     dense = build_model(name).eval()
     x = torch.randn(batch, 3, size, size)
@@ -143,15 +148,24 @@ def speed_rows(name: str, batch: int, size: int, ratios: list[float], rounds: in
         candidates = _runs("dense", dense, x)
         for library, model in pruned.items():
             candidates |= _runs(library, model, x)
-        times = interleaved_times(candidates, repeats=rounds, warmup=2, untimed_per_turn=1)
-        medians = {key: statistics.median(values) for key, values in times.items()}
+        timed = time_until_stable(
+            candidates, reference="dense/eager", max_band=args.max_band, budget_s=args.budget,
+            min_rounds=args.rounds, warmup=2, untimed_per_turn=1,
+        )  # fmt: skip
+        medians = timed.medians
         for library, model in pruned.items():
             macs_ratio = dense_macs / count_macs(model, x[:1])
             row = {"model": name, "ratio": ratio, "library": library, "macs_ratio": macs_ratio,
                    "prune_s": prune_s[library],
                    "same_model_as_torch_pruning": _same_model(model, pruned["torch-pruning"]),
                    "table_s": table.seconds if library == "prunekit latency" else None,
-                   "estimated_latency_ratio": table.estimate_ms(dense) / table.estimate_ms(model)}
+                   "estimated_latency_ratio": table.estimate_ms(dense) / table.estimate_ms(model),
+                   "noise_band": timed.band.width, "rounds": timed.band.rounds,
+                   "band_converged": timed.converged,
+                   "eager_vs_torch_pruning": timed.speedup("torch-pruning/eager",
+                                                           f"{library}/eager"),
+                   "eager_vs_torch_pruning_text": timed.describe("torch-pruning/eager",
+                                                                 f"{library}/eager")}
             for mode in MODES:
                 speedup = medians[f"dense/{mode}"] / medians[f"{library}/{mode}"]
                 row[f"{mode}_ms"] = medians[f"{library}/{mode}"]
@@ -225,14 +239,20 @@ def _noise_lines(speed: list[dict]) -> list[str]:
             for mode in MODES
         )
         lines.append(f"{model} {ratio}: {library} and torch-pruning built the same model "
-                     f"(shapes and weights equal); its efficiency measured {gaps}")
+                     f"(shapes and weights equal); its efficiency measured {gaps}; eager "
+                     f"latency ratio {row['eager_vs_torch_pruning_text']}")
     return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one ratio, few repeats")
-    parser.add_argument("--rounds", type=int, default=None, help="timed repeats per candidate")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="timed repeats per candidate, at least (more until the band holds)")
+    parser.add_argument("--max-band", type=float, default=0.03,
+                        help="stop timing a ratio once two dense timings agree this closely")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds of timing per model and ratio (default 60, quick 10)")
     parser.add_argument("--resnet56-batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads to time with")
     parser.add_argument("--skip-accuracy", action="store_true")
@@ -240,18 +260,26 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     ratios = [0.5] if args.quick else [0.3, 0.5, 0.7]
-    rounds = args.rounds or (3 if args.quick else 21)
-    speed = speed_rows("resnet18", 8, 224, ratios, rounds)
-    speed += speed_rows("resnet56", args.resnet56_batch, 32, ratios, rounds)
+    args.rounds = args.rounds or (3 if args.quick else 21)
+    args.budget = args.budget or (10.0 if args.quick else 60.0)
+    print(machine_line())
+    speed = speed_rows("resnet18", 8, 224, ratios, args)
+    speed += speed_rows("resnet56", args.resnet56_batch, 32, ratios, args)
     print_table(
         ["model", "ratio", "library", "MACs ×", "eager ×", "eager eff.", "deployed ×",
-         "deployed eff.", "fused ×", "fused eff.", "prune s", "table s"],
+         "deployed eff.", "fused ×", "fused eff.", "eager vs TP", "noise", "prune s", "table s"],
         [[r["model"], r["ratio"], r["library"], f"{r['macs_ratio']:.2f}",
           *(f"{r[f'{mode}_{kind}']:.2f}" for mode in MODES
             for kind in ("latency_ratio", "efficiency")),
+          r["eager_vs_torch_pruning_text"],
+          f"±{100 * r['noise_band']:.1f} %" + ("" if r["band_converged"] else " (budget)"),
           f"{r['prune_s']:.2f}", "" if r["table_s"] is None else f"{r['table_s']:.1f}"]
          for r in speed],
     )
+    print("eager vs TP: Torch-Pruning's eager latency over this library's (same ratio, same run);"
+          " noise: two timings of the dense eager model in that run agree within this band "
+          f"(95 % bootstrap; '(budget)': it did not narrow to ±{100 * args.max_band:.0f} % in "
+          f"{args.budget:.0f} s)")
     for line in _noise_lines(speed):
         print(line)
     accuracy = [] if args.skip_accuracy else accuracy_rows(
@@ -264,7 +292,8 @@ def main() -> None:
          for r in accuracy],
     )
     path = write_results("structured_vs_peers", {
-        "threads": torch.get_num_threads(), "rounds": rounds,
+        "threads": torch.get_num_threads(), "min_rounds": args.rounds, "max_band": args.max_band,
+        "budget_s": args.budget,
         "speed": speed, "accuracy": accuracy, "quick": args.quick,
     })
     print(f"\nwrote {path}")

@@ -1,19 +1,26 @@
 import contextlib
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from prunekit import latency
 from prunekit.latency import (
+    TWIN,
+    NoiseBand,
     compare_latency,
+    describe_ratio,
     interleaved_medians,
     interleaved_times,
     latency_table,
     measure_latency,
+    noise_band,
     repeats_for,
+    time_until_stable,
 )
 from prunekit.masks import strip
 from prunekit.models import build_model
@@ -106,3 +113,93 @@ def test_latency_table_times_every_backend(tmp_path: Path) -> None:
         latency_table({"v": model}, x, backends=("tensorrt",))
     with pytest.raises(ValueError, match="needs an ONNX file"):
         latency_table({"v": model}, x, backends=("onnxruntime",))
+
+
+def _jittered(n: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [1.0 + rng.uniform(0.0, 0.3) for _ in range(n)]
+
+
+def test_noise_band_of_a_constant_gap_is_that_gap() -> None:
+    first = _jittered(50, 0)
+    band = noise_band(first, [1.1 * t for t in first])
+    assert band.width == pytest.approx(0.1) and band.twin_ratio == pytest.approx(1 / 1.1)
+    assert noise_band(first, first).width == 0.0 and band.rounds == 50
+
+
+def test_noise_band_narrows_with_rounds_and_is_deterministic() -> None:
+    short = noise_band(_jittered(20, 1), _jittered(20, 2))
+    long = noise_band(_jittered(800, 1), _jittered(800, 2))
+    assert long.width < short.width / 2  # the median's spread falls as 1/sqrt(rounds)
+    assert noise_band(_jittered(20, 1), _jittered(20, 2)) == short
+    assert noise_band(_jittered(20, 1), _jittered(20, 2), confidence=0.5).width < short.width
+    with pytest.raises(ValueError, match="equal length"):
+        noise_band([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="positive"):
+        noise_band([1.0, 0.0], [1.0, 1.0])
+
+
+def test_a_ratio_inside_the_band_reads_within_noise() -> None:
+    band = NoiseBand(width=0.05, twin_ratio=1.0, rounds=30, confidence=0.95)
+    assert band.contains(1.049) and band.contains(1 / 1.049)
+    assert not band.contains(1.06) and not band.contains(1 / 1.06)
+    assert describe_ratio(0.97, band) == "0.97x (within noise)"
+    assert describe_ratio(2.0, band) == "2.00x" and describe_ratio(1.0, None) == "1.00x"
+
+
+class FakeClock:
+    """Stands in for ``time`` in prunekit.latency: calls advance it by what they 'take'."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def taking(self, ms: float, jitter: float = 0.0, seed: int = 0) -> Callable[[], None]:
+        rng = random.Random(seed)
+
+        def run() -> None:
+            self.now += ms * (1 + rng.uniform(-jitter, jitter)) / 1e3
+
+        return run
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(latency, "time", fake)
+    return fake
+
+
+def test_time_until_stable_times_a_twin_and_tells_a_real_gap_from_noise(clock: FakeClock) -> None:
+    result = time_until_stable({"fast": clock.taking(1.0), "slow": clock.taking(20.0)}, warmup=0)
+    assert result.converged and result.band.rounds == 5
+    assert result.band.width == pytest.approx(0.0, abs=1e-12)
+    assert len(result.times[TWIN]) == 5 and TWIN not in result.medians
+    assert result.speedup("slow", "fast") == pytest.approx(20.0)
+    assert result.describe("slow", "fast") == "20.00x"
+
+
+def test_time_until_stable_adds_rounds_until_the_band_is_narrow(clock: FakeClock) -> None:
+    noisy = {"a": clock.taking(1.0, jitter=0.3, seed=1), "b": clock.taking(1.0, jitter=0.3, seed=2)}
+    result = time_until_stable(noisy, max_band=0.05, budget_s=60.0)
+    assert result.converged and result.band.width <= 0.05 and result.band.rounds > 5
+    assert result.describe("a", "b").endswith("(within noise)")  # identical, both jittered
+    calls = []
+    b = clock.taking(2.0)
+    twin_of_b = {"a": clock.taking(1.0), "b": lambda: (calls.append(1), b())}
+    # b is called for itself and for its twin: 2 warm-up calls each, then one per round each
+    assert time_until_stable(twin_of_b, reference="b", warmup=2).band.rounds == len(calls) / 2 - 2
+
+
+def test_time_until_stable_stops_at_max_rounds_or_the_budget() -> None:
+    capped = time_until_stable({"a": lambda: None}, max_band=0.0, max_rounds=12, budget_s=60)
+    assert not capped.converged and capped.band.rounds == 12
+    start = time.perf_counter()
+    timed_out = time_until_stable({"a": lambda: time.sleep(0.001)}, max_band=0.0, budget_s=0.2)
+    assert not timed_out.converged and time.perf_counter() - start < 1.0
+    with pytest.raises(ValueError, match="must be a candidate"):
+        time_until_stable({"a": lambda: None}, reference="b")
+    with pytest.raises(ValueError, match="min_rounds"):
+        time_until_stable({"a": lambda: None}, min_rounds=1)

@@ -6,18 +6,26 @@ then C, A, B … — so each sees the same drift and the same predecessors (what
 decides what is left in the caches), and reports medians, which discard the runs a context
 switch spoiled. A table of variants is timed in one such pass, across backends too: eager
 PyTorch, prunekit's sparse kernels (:func:`prunekit.sparse.deploy`) and onnxruntime.
+
+Even so, two timings of the *same* model differ, by a few percent on a quiet machine and by
+tens on a busy one. :func:`time_until_stable` therefore times a twin of the reference (the same
+callable, as one more candidate) and derives a :class:`NoiseBand` from the two: a ratio inside
+it is not evidence of a difference, and :func:`describe_ratio` prints it "within noise". Rounds
+go on until the band is narrower than asked or the time budget is spent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -228,3 +236,157 @@ def latency_table(
             key = "sparse_latency_ms" if backend == "sparse" else "onnx_latency_ms"
             rows[name][key] = latency.median_ms
     return rows
+
+
+@dataclass(frozen=True)
+class NoiseBand:
+    """How far apart two timings of one and the same thing come out in this run.
+
+    ``width`` is relative: 0.03 means a ratio between 1/1.03 and 1.03 is within noise. It is
+    the ``confidence`` quantile of ``|log(median(a*) / median(b*))|`` over bootstrap resamples
+    of the paired rounds of the twin timings ``a`` and ``b``, so it covers the spread the
+    observed gap (``twin_ratio``) could have had with this many rounds.
+    """
+
+    width: float
+    twin_ratio: float
+    rounds: int
+    confidence: float
+
+    def contains(self, ratio: float) -> bool:
+        """True if ``ratio`` (one median over another) is inside the band.
+
+        >>> NoiseBand(0.05, 1.01, 30, 0.95).contains(1.04), NoiseBand(0.05, 1.0, 30, 0.95).contains(0.9)
+        (True, False)
+        """
+        return abs(math.log(ratio)) <= math.log1p(self.width)
+
+
+def noise_band(
+    first: Sequence[float],
+    second: Sequence[float],
+    *,
+    confidence: float = 0.95,
+    resamples: int = 400,
+    seed: int = 0,
+) -> NoiseBand:
+    """The :class:`NoiseBand` of two equally long series of timings of the same thing.
+
+    Rounds are resampled as pairs (both twins ran in the same round, under the same drift).
+    Deterministic for a given ``seed``.
+
+    >>> noise_band([1.0] * 9, [1.0] * 9).width
+    0.0
+    >>> band = noise_band([1.0, 1.1, 0.9, 1.0, 1.2], [1.1, 1.0, 1.0, 0.9, 1.0])
+    >>> 0.0 < band.width < 0.3
+    True
+    """
+    if len(first) != len(second) or len(first) < 2:
+        raise ValueError(
+            f"noise_band needs two series of equal length >= 2, got {len(first)} and {len(second)}"
+        )
+    a, b = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    if (a <= 0).any() or (b <= 0).any():
+        raise ValueError("noise_band needs positive timings")
+    picks = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
+    gaps = np.abs(np.log(np.median(a[picks], axis=1) / np.median(b[picks], axis=1)))
+    width = float(np.expm1(np.quantile(gaps, confidence)))
+    twin_ratio = float(np.median(a) / np.median(b))
+    return NoiseBand(width=width, twin_ratio=twin_ratio, rounds=len(a), confidence=confidence)
+
+
+def describe_ratio(ratio: float, band: NoiseBand | None) -> str:
+    """``ratio`` as ``"1.87x"``, marked ``"(within noise)"`` when the band contains it.
+
+    >>> band = NoiseBand(0.04, 1.0, 40, 0.95)
+    >>> describe_ratio(1.02, band), describe_ratio(1.30, band)
+    ('1.02x (within noise)', '1.30x')
+    """
+    text = f"{ratio:.2f}x"
+    return f"{text} (within noise)" if band is not None and band.contains(ratio) else text
+
+
+TWIN = "noise twin"
+"""The key under which :func:`time_until_stable` times the reference's twin."""
+
+
+@dataclass(frozen=True)
+class StableTimes:
+    """What :func:`time_until_stable` measured: every call's milliseconds per candidate (the
+    twin's under :data:`TWIN`), the band, and whether it narrowed below ``max_band`` in time."""
+
+    times: dict[Hashable, list[float]]
+    band: NoiseBand
+    converged: bool
+    seconds: float
+
+    @property
+    def medians(self) -> dict[Hashable, float]:
+        """Median milliseconds per candidate, the twin left out."""
+        return {k: statistics.median(v) for k, v in self.times.items() if k != TWIN}
+
+    def speedup(self, baseline: Hashable, candidate: Hashable) -> float:
+        """How many times faster ``candidate`` ran than ``baseline`` (median over median)."""
+        medians = self.medians
+        return medians[baseline] / medians[candidate]
+
+    def describe(self, baseline: Hashable, candidate: Hashable) -> str:
+        """:meth:`speedup` as text, marked "within noise" where the band contains it."""
+        return describe_ratio(self.speedup(baseline, candidate), self.band)
+
+
+def time_until_stable(
+    candidates: Mapping[Hashable, Callable[[], object]],
+    *,
+    reference: Hashable | None = None,
+    max_band: float = 0.03,
+    budget_s: float = 10.0,
+    min_rounds: int = 5,
+    max_rounds: int = 1000,
+    warmup: int = 1,
+    untimed_per_turn: int = 0,
+    timed_scope: Callable[[Hashable], contextlib.AbstractContextManager[Any]] | None = None,
+) -> StableTimes:
+    """Time ``candidates`` round-robin, with a twin of ``reference`` (default: the first),
+    until the twins' :class:`NoiseBand` is at most ``max_band`` or ``budget_s`` is spent.
+
+    Rounds come in chunks that double in size (so the band is recomputed a logarithmic number
+    of times); at least ``min_rounds`` run, at most ``max_rounds``. ``untimed_per_turn``,
+    ``warmup`` and ``timed_scope`` are :func:`interleaved_times`' own. The band is the
+    reference's: compare other candidates with it, and time the baseline as the reference.
+
+    >>> result = time_until_stable({"a": lambda: sum(range(100)), "b": lambda: None},
+    ...                            max_band=10.0, budget_s=1.0)
+    >>> result.converged, sorted(result.medians), result.band.rounds
+    (True, ['a', 'b'], 5)
+    """
+    if not candidates:
+        raise ValueError("time_until_stable needs at least one candidate")
+    if min_rounds < 2 or max_rounds < min_rounds:
+        raise ValueError(f"need 2 <= min_rounds <= max_rounds, got {min_rounds}, {max_rounds}")
+    reference = next(iter(candidates)) if reference is None else reference
+    if reference not in candidates or TWIN in candidates:
+        raise ValueError(f"reference {reference!r} must be a candidate, and {TWIN!r} must not")
+    runs = {**candidates, TWIN: candidates[reference]}
+    start = time.perf_counter()
+    times: dict[Hashable, list[float]] = {name: [] for name in runs}
+    chunk = min_rounds
+    while True:
+        new = interleaved_times(
+            runs, repeats=chunk, warmup=warmup if not times[TWIN] else 0,
+            untimed_per_turn=untimed_per_turn, timed_scope=timed_scope,
+        )  # fmt: skip
+        for name, values in new.items():
+            times[name].extend(values)
+        band = noise_band(times[reference], times[TWIN])
+        rounds = band.rounds
+        if band.width <= max_band:
+            converged = True
+            break
+        elapsed = time.perf_counter() - start
+        per_round = elapsed / rounds
+        chunk = min(rounds, max_rounds - rounds, int((budget_s - elapsed) / per_round))
+        if chunk < 1:
+            converged = False
+            break
+    return StableTimes(times, band, converged, time.perf_counter() - start)

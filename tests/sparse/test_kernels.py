@@ -6,7 +6,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from prunekit.sparse.kernels import CSRPanels, kernel_library, load_kernel_library, uses_avx2
+from prunekit.sparse.kernels import (
+    CSRPanels,
+    default_kernel_path,
+    kernel_library,
+    kernel_path_lanes,
+    kernel_paths,
+    load_kernel_library,
+)
+
+RUNNABLE = [name for name, runs in kernel_paths().items() if runs]
+UNAVAILABLE = [name for name, runs in kernel_paths().items() if not runs]
 
 
 def sparse_weight(rows: int, cols: int, sparsity: float, seed: int = 0) -> torch.Tensor:
@@ -43,26 +53,61 @@ def test_panels_hold_exactly_the_non_zeros(width: int | None) -> None:
     assert cost[0] == 0 and bool((cost[1:] >= cost[:-1]).all())
 
 
-@pytest.mark.parametrize("batch", [1, 3, 8, 17, 40, 64, 100, 130])
+# 127 = 64 + 32 + 16 + 8 + 4 + 3 walks every rung of each path's block ladder once
+@pytest.mark.parametrize("batch", [1, 3, 4, 8, 13, 16, 31, 64, 127, 130])
 @pytest.mark.parametrize("width", [None, 32, 50])
-def test_kernel_equals_dense_matmul(batch: int, width: int | None) -> None:
+@pytest.mark.parametrize("path", RUNNABLE)
+def test_every_runnable_path_equals_dense_matmul(path: str, batch: int, width: int | None) -> None:
     w = sparse_weight(37, 120, 0.8, seed=batch)
     bias = torch.randn(37)
     xt = torch.randn(120, batch)
     expected = w @ xt + bias[:, None]
-    panels = CSRPanels.from_dense(w, width, bias)
-    for vectorized in (True, False):
-        for threads in (1, 2, 5):
-            out = panels.multiply_transposed(xt, threads=threads, vectorized=vectorized)
-            assert torch.allclose(out, expected, atol=1e-4, rtol=1e-5), (vectorized, threads)
+    panels = CSRPanels.from_dense(w, width, bias, path=path)
+    for threads in (1, 2, 5):
+        out = panels.multiply_transposed(xt, threads=threads)
+        assert torch.allclose(out, expected, atol=1e-4, rtol=1e-5), (path, threads)
 
 
-def test_the_vectorized_path_is_chosen_exactly_when_the_cpu_has_avx2_and_fma() -> None:
+@pytest.mark.parametrize("path", RUNNABLE)
+def test_every_runnable_path_reads_32_bit_indices(path: str) -> None:
+    w = torch.zeros(3, 70_000)
+    w[0, 69_999], w[1, 3], w[2, 40_000] = 1.5, -2.0, 0.5
+    xt = torch.randn(70_000, 20)
+    out = CSRPanels.from_dense(w).multiply_transposed(xt, threads=2, path=path)
+    assert torch.allclose(out, w @ xt)
+
+
+def test_the_default_path_is_the_best_the_cpu_has() -> None:
     cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        pytest.skip("no /proc/cpuinfo to compare with")
-    flags = next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags"))
-    assert uses_avx2() == ({"avx2", "fma"} <= set(flags.split()))
+    if not cpuinfo.exists() or "avx2" not in kernel_paths():
+        pytest.skip("no /proc/cpuinfo or not an x86-64 build to compare with")
+    lines = cpuinfo.read_text().splitlines()
+    flags = set(next(line for line in lines if line.startswith("flags")).split())
+    has_avx2 = {"avx2", "fma"} <= flags
+    assert kernel_paths()["avx512"] == ({"avx512f", "avx512vl"} <= flags and has_avx2)
+    assert kernel_paths()["avx2"] == kernel_paths()["avx2x16"] == has_avx2
+    best = "avx512" if kernel_paths()["avx512"] else "avx2" if has_avx2 else "generic"
+    assert default_kernel_path() == best
+    assert kernel_path_lanes("avx512") == 16 and kernel_path_lanes("avx2") == 8
+
+
+@pytest.mark.parametrize("path", UNAVAILABLE or ["no-such-path"])
+def test_a_path_the_cpu_cannot_run_is_refused_not_run(path: str) -> None:
+    panels = CSRPanels.from_dense(sparse_weight(8, 8, 0.5))
+    match = "cannot run on this CPU" if path in kernel_paths() else "unknown kernel path"
+    with pytest.raises(ValueError, match=match):
+        panels.multiply_transposed(torch.randn(8, 4), threads=1, path=path)
+    with pytest.raises(ValueError, match=match):
+        CSRPanels.from_dense(sparse_weight(8, 8, 0.5), path=path)
+    # The C side refuses too, before writing anything: past the last path on every machine,
+    # and each path this CPU lacks.
+    library = kernel_library()
+    indices = [len(kernel_paths())] + [list(kernel_paths()).index(p) for p in UNAVAILABLE]
+    xt = torch.randn(8, 4)
+    for index in indices:
+        yt = torch.full((8, 4), 7.0)
+        code = library.pk_spmm(panels._describe(), xt.data_ptr(), yt.data_ptr(), 4, 1, index)
+        assert code == -4 and bool((yt == 7.0).all())
 
 
 def test_concurrent_callers_get_correct_results() -> None:
@@ -92,11 +137,7 @@ def test_edge_cases_empty_rows_all_zero_no_bias_and_more_threads_than_rows() -> 
 
 def test_wide_matrices_use_32_bit_indices() -> None:
     w = torch.zeros(2, 70_000)
-    w[0, 69_999], w[1, 3] = 1.5, -2.0
-    panels = CSRPanels.from_dense(w)
-    assert panels.idx.dtype == torch.int32
-    xt = torch.randn(70_000, 3)
-    assert torch.allclose(panels.multiply_transposed(xt, threads=2), w @ xt)
+    assert CSRPanels.from_dense(w).idx.dtype == torch.int32
     assert CSRPanels.from_dense(w, 65_536).idx.dtype == torch.int16
 
 

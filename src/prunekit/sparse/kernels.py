@@ -2,11 +2,17 @@
 
 Why a kernel of our own: ``torch.sparse`` CSR matmul reaches a fraction of the ideal speed-up
 on a CPU, and none at small sparsity. Ours keeps the activations transposed, so each non-zero
-``w[i, j]`` adds ``w · x[j, :]`` to ``y[i, :]`` over contiguous batch floats held in AVX2
+``w[i, j]`` adds ``w · x[j, :]`` to ``y[i, :]`` over contiguous batch floats held in vector
 registers, and cuts the weight into column panels (:class:`CSRPanels`) so that the slice of the
 input a panel reads stays in cache. The library is plain C loaded with ctypes (no torch
 headers, so ``pip install`` compiles it in seconds). If it is missing, :func:`kernel_library`
 returns ``None`` with a logged warning and :func:`prunekit.sparse.deploy` keeps layers dense.
+
+The row code is one source compiled per instruction set, its *kernel paths* (in order of
+preference): ``avx512`` (16 lanes), ``avx2`` (8 lanes, FMA), ``avx2x16`` (the avx512 path's
+16-lane source compiled for AVX2, so that CPUs without AVX-512 run and test that source; slow,
+never chosen by itself) and ``generic`` (portable). :func:`kernel_paths` tells which run here;
+a path the CPU cannot run is refused with a ``ValueError``, never attempted.
 
 >>> import torch
 >>> w = torch.tensor([[0.0, 2.0, 0.0], [1.0, 0.0, 0.0]])
@@ -14,7 +20,8 @@ returns ``None`` with a logged warning and :func:`prunekit.sparse.deploy` keeps 
 >>> panels.nnz, tuple(panels.ptr.shape)
 (2, (1, 3))
 >>> if kernel_library() is not None:
-...     print(panels.multiply_transposed(torch.ones(3, 1), threads=1).flatten().tolist())
+...     out = panels.multiply_transposed(torch.ones(3, 1), threads=1, path="generic")
+...     print(out.flatten().tolist())
 ... else:
 ...     print([2.0, 1.0])
 [2.0, 1.0]
@@ -30,11 +37,12 @@ import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 LIBRARY_STEM = "_csr_kernels"
 MAX_U16_COLUMNS = 1 << 16
 ROW_OVERHEAD = 2
@@ -95,14 +103,63 @@ def _bind(path: Path) -> ctypes.CDLL | None:
         ctypes.c_int, ctypes.c_int,
     ]  # fmt: skip
     library.pk_spmm.restype = ctypes.c_int
-    library.pk_has_avx2.restype = ctypes.c_int
+    library.pk_path_name.argtypes = [ctypes.c_int]
+    library.pk_path_name.restype = ctypes.c_char_p
+    library.pk_path_supported.argtypes = [ctypes.c_int]
+    library.pk_path_lanes.argtypes = [ctypes.c_int]
     return library
 
 
-def uses_avx2() -> bool:
-    """True when the kernel runs its AVX2+FMA path on this CPU (else the portable C loop)."""
+@functools.cache
+def kernel_paths() -> dict[str, bool]:
+    """Every kernel path the library was built with, in order of preference: runs on this CPU?
+
+    Empty when the library is not built. The first path that runs is the default.
+
+    >>> paths = kernel_paths()
+    >>> not paths or paths["generic"]
+    True
+    """
     library = kernel_library()
-    return library is not None and bool(library.pk_has_avx2())
+    if library is None:
+        return {}
+    return {
+        library.pk_path_name(i).decode(): bool(library.pk_path_supported(i))
+        for i in range(library.pk_path_count())
+    }
+
+
+def default_kernel_path() -> str | None:
+    """The path the kernel runs unless told otherwise: the first of :func:`kernel_paths` that
+    runs on this CPU (None without the library)."""
+    return next((name for name, runs in kernel_paths().items() if runs), None)
+
+
+def kernel_path_lanes(path: str) -> int:
+    """Vector lanes of ``path``'s widest blocks: batches below this many columns run as
+    single-column dot products there."""
+    return int(kernel_library().pk_path_lanes(_known_index(path)))  # type: ignore[union-attr]
+
+
+def _known_index(path: str) -> int:
+    """The C index of ``path``; ValueError naming the choices if this build lacks it."""
+    paths = kernel_paths()
+    if path not in paths:
+        built = ", ".join(paths) or "none (the kernel is not built)"
+        raise ValueError(f"unknown kernel path {path!r}; this build has {built}")
+    return list(paths).index(path)
+
+
+def _path_index(path: str) -> int:
+    """The C index of ``path``; ValueError naming the choices if it is unknown or cannot run."""
+    index, paths = _known_index(path), kernel_paths()
+    if not paths[path]:
+        runnable = ", ".join(name for name, runs in paths.items() if runs)
+        raise ValueError(
+            f"kernel path {path!r} cannot run on this CPU (it lacks the instructions); "
+            f"choose one of: {runnable}"
+        )
+    return index
 
 
 class CSRPanels(nn.Module):
@@ -126,9 +183,13 @@ class CSRPanels(nn.Module):
         idx: Tensor,
         val: Tensor,
         bias: Tensor | None = None,
+        *,
+        path: str | None = None,
     ) -> None:
         super().__init__()
         self.rows, self.cols, self.panel_width = rows, cols, panel_width
+        self._path = path
+        self._path_code = -1 if path is None else _path_index(path)  # refused here, not later
         self.panels = int(ptr.shape[0])
         self.register_buffer("ptr", ptr)
         self.register_buffer("idx", idx)
@@ -140,14 +201,26 @@ class CSRPanels(nn.Module):
         self._descriptor: _Matrix | None = None
 
     @property
+    def path(self) -> str | None:
+        """The kernel path every multiplication uses (None: the CPU's best)."""
+        return self._path
+
+    @property
     def nnz(self) -> int:
         return int(self.val.numel())
 
     @classmethod
     def from_dense(
-        cls, weight: Tensor, panel_width: int | None = None, bias: Tensor | None = None
+        cls,
+        weight: Tensor,
+        panel_width: int | None = None,
+        bias: Tensor | None = None,
+        *,
+        path: str | None = None,
     ) -> CSRPanels:
         """Pack the non-zeros of a 2-D float weight; ``panel_width=None`` means one panel.
+
+        ``path`` is the kernel path every multiplication uses (None: :func:`default_kernel_path`).
 
         >>> CSRPanels.from_dense(torch.tensor([[0.0, 1.5]])).val.tolist()
         [1.5]
@@ -160,16 +233,21 @@ class CSRPanels(nn.Module):
             raise ValueError(f"panel_width must be >= 1, got {panel_width}")
         panels = max(1, math.ceil(cols / width))
         weight = weight.detach().to("cpu", torch.float32)
-        row, col = torch.nonzero(weight, as_tuple=True)  # row-major order
-        panel = col // width
-        order = torch.argsort(panel, stable=True)  # panel-major, then row, then column
-        row, col, panel = row[order], col[order], panel[order]
+        # (panels, rows, width): nonzero() then lists the entries panel-major, then by row, then
+        # by column -- the kernel's order -- without a sort (a stable argsort of a few million
+        # non-zeros takes seconds)
+        padded = F.pad(weight, (0, panels * width - cols))
+        by_panel = padded.reshape(rows, panels, width).transpose(0, 1).contiguous()
+        panel, row, local = torch.nonzero(by_panel, as_tuple=True)
         counts = torch.bincount(panel * rows + row, minlength=panels * rows)
         starts = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)])
         ptr = torch.stack([starts[p * rows : p * rows + rows + 1] for p in range(panels)])
-        local = (col - panel * width).to(torch.int32)
+        values = by_panel[panel, row, local]
+        local = local.to(torch.int32)
         idx = local.to(torch.int16) if width <= MAX_U16_COLUMNS else local  # int16 wraps to u16
-        return cls(rows, cols, width, ptr.contiguous(), idx.contiguous(), weight[row, col], bias)
+        return cls(
+            rows, cols, width, ptr.contiguous(), idx.contiguous(), values, bias, path=path,
+        )  # fmt: skip
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
         self._descriptor = None  # .to(), .float(), ... may move the buffers
@@ -188,10 +266,11 @@ class CSRPanels(nn.Module):
             )  # fmt: skip
         return self._descriptor
 
-    def multiply_transposed(self, xt: Tensor, *, threads: int, vectorized: bool = True) -> Tensor:
+    def multiply_transposed(self, xt: Tensor, *, threads: int, path: str | None = None) -> Tensor:
         """``W @ xt + bias[:, None]`` for ``xt`` of shape (cols, batch), float32.
 
-        ``vectorized=False`` forces the portable C loop (what CPUs without AVX2 run).
+        ``path`` forces a kernel path for this call (default: this matrix's ``path``, else the
+        CPU's best); one this CPU cannot run raises ``ValueError`` before anything runs.
         """
         library = kernel_library()
         if library is None:
@@ -201,10 +280,11 @@ class CSRPanels(nn.Module):
                 f"expected float32 input of shape ({self.cols}, batch), "
                 f"got {xt.dtype} {tuple(xt.shape)}"
             )
+        index = self._path_code if path is None else _path_index(path)
         xt = xt.contiguous()
         yt = torch.empty(self.rows, xt.shape[1], dtype=torch.float32)
         code = library.pk_spmm(
-            self._describe(), xt.data_ptr(), yt.data_ptr(), xt.shape[1], threads, vectorized
+            self._describe(), xt.data_ptr(), yt.data_ptr(), xt.shape[1], threads, index
         )
         if code != 0:
             raise RuntimeError(f"sparse kernel rejected its arguments (code {code})")
@@ -212,4 +292,8 @@ class CSRPanels(nn.Module):
 
     def extra_repr(self) -> str:
         density = self.nnz / max(1, self.rows * self.cols)
-        return f"{self.rows}x{self.cols}, density={density:.3f}, panel_width={self.panel_width}"
+        path = self.path or default_kernel_path()
+        return (
+            f"{self.rows}x{self.cols}, density={density:.3f}, panel_width={self.panel_width}, "
+            f"path={path}"
+        )

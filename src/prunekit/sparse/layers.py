@@ -52,9 +52,15 @@ class SparseLinear(nn.Module):
 
     @classmethod
     def from_dense(
-        cls, linear: nn.Linear, *, panel_width: int | None = None, threads: int | None = None
+        cls,
+        linear: nn.Linear,
+        *,
+        panel_width: int | None = None,
+        threads: int | None = None,
+        path: str | None = None,
     ) -> SparseLinear:
-        matrix = CSRPanels.from_dense(linear.weight, panel_width, linear.bias)
+        """``path`` names the kernel path (None: the CPU's best, see ``kernel_paths``)."""
+        matrix = CSRPanels.from_dense(linear.weight, panel_width, linear.bias, path=path)
         return cls(matrix, threads=threads)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -111,7 +117,12 @@ class SparseConv2d(nn.Module):
 
     @classmethod
     def from_dense(
-        cls, conv: nn.Conv2d, *, panel_width: int | None = None, threads: int | None = None
+        cls,
+        conv: nn.Conv2d,
+        *,
+        panel_width: int | None = None,
+        threads: int | None = None,
+        path: str | None = None,
     ) -> SparseConv2d:
         if not cls.supports(conv):
             raise ValueError(
@@ -120,7 +131,7 @@ class SparseConv2d(nn.Module):
             )
         weight = conv.weight.reshape(conv.out_channels, -1)
         return cls(
-            CSRPanels.from_dense(weight, panel_width, conv.bias),
+            CSRPanels.from_dense(weight, panel_width, conv.bias, path=path),
             kernel_size=tuple(conv.kernel_size),
             stride=tuple(conv.stride),
             padding=tuple(conv.padding),

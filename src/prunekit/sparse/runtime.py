@@ -3,10 +3,11 @@
 Why measure instead of guess: whether a sparse layer beats the dense BLAS depends on the
 sparsity, the layer's shape, the batch, the cache sizes and the thread count, and a rule of
 thumb is wrong somewhere. :func:`deploy` records each Linear/Conv2d layer's real input on
-``example_input``, times the dense layer against the sparse kernel in a few layouts (panel
-widths sized to the caches, all threads or one) interleaved on the same input, checks that the
-sparse output equals the dense one, and swaps the layer only when the best layout is faster by
-``min_speedup``. Last, the whole deployed model is timed against the original; if it is not
+``example_input``, times the dense layer against the sparse kernel in a few layouts (the panel
+width this machine's :func:`~prunekit.sparse.tuning.kernel_tuning` measured fastest for that
+batch, or one panel; all threads or one; the machine's fastest kernel path) interleaved on the
+same input, checks that the sparse output equals the dense one, and swaps the layer only when
+the best layout is faster by ``min_speedup``. Last, the whole deployed model is timed against the original; if it is not
 faster, the original layers are put back. So a deployed model is never slower than dense, up
 to measurement noise.
 
@@ -18,7 +19,9 @@ Deployed layers are inference-only (see :mod:`prunekit.sparse.layers`).
 >>> from prunekit.masks import strip
 >>> model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8))
 >>> _ = prune_nm(model, 1, 8); _ = strip(model)
->>> deployed, decisions = deploy(model, torch.randn(4, 64), repeats=3)
+>>> from prunekit.sparse.kernels import default_kernel_path
+>>> tuning = KernelTuning(path=default_kernel_path(), slice_bytes={1: None}, threads=2)
+>>> deployed, decisions = deploy(model, torch.randn(4, 64), repeats=3, tuning=tuning)
 >>> [d.name for d in decisions]
 ['0', '2']
 >>> x = torch.randn(4, 64)
@@ -41,11 +44,9 @@ from torch import Tensor, nn
 from prunekit.latency import interleaved_medians, repeats_for
 from prunekit.sparse.kernels import kernel_library
 from prunekit.sparse.layers import SparseConv2d, SparseLinear
+from prunekit.sparse.tuning import KernelTuning, kernel_tuning
 
 log = logging.getLogger(__name__)
-
-SLICE_BYTES = (16 * 1024, 64 * 1024, 256 * 1024)
-"""Sizes of the activation slice one panel reads, roughly L1, half of L2 and L2 here."""
 
 SparseLayer = SparseLinear | SparseConv2d
 
@@ -73,13 +74,10 @@ class LayerDecision:
         return self.dense_ms / self.sparse_ms
 
 
-def _candidate_widths(cols: int, batch_columns: int) -> list[int | None]:
-    widths: list[int | None] = [None]
-    for size in SLICE_BYTES:
-        width = max(16, size // (4 * max(1, batch_columns)) // 16 * 16)
-        if width < cols and width not in widths:
-            widths.append(width)
-    return widths
+def _candidate_widths(tuning: KernelTuning, cols: int, batch_columns: int) -> list[int | None]:
+    """One panel, and the tuned width for this batch where that differs."""
+    tuned = tuning.panel_width(cols, batch_columns)
+    return [None] if tuned is None else [None, tuned]
 
 
 def _batch_columns(module: nn.Module, x: Tensor) -> int:
@@ -93,10 +91,12 @@ def _batch_columns(module: nn.Module, x: Tensor) -> int:
     return x.shape[0] * out_h * out_w
 
 
-def _to_sparse(module: nn.Module, width: int | None, threads: int | None) -> SparseLayer:
+def _to_sparse(
+    module: nn.Module, width: int | None, threads: int | None, path: str
+) -> SparseLayer:
     if isinstance(module, nn.Linear):
-        return SparseLinear.from_dense(module, panel_width=width, threads=threads)
-    return SparseConv2d.from_dense(module, panel_width=width, threads=threads)
+        return SparseLinear.from_dense(module, panel_width=width, threads=threads, path=path)
+    return SparseConv2d.from_dense(module, panel_width=width, threads=threads, path=path)
 
 
 def _capture_inputs(model: nn.Module, example_input: Tensor) -> dict[str, Tensor]:
@@ -123,9 +123,9 @@ def _close(a: Tensor, b: Tensor, atol: float) -> bool:
     return a.shape == b.shape and bool(torch.allclose(a, b, atol=atol, rtol=1e-5))
 
 
-def _layout_name(width: int | None, threads: int | None) -> str:
+def _layout_name(path: str, width: int | None, threads: int | None) -> str:
     panel = "one panel" if width is None else f"panels of {width} columns"
-    return f"CSR, {panel}, {'all' if threads is None else threads} thread(s)"
+    return f"CSR {path}, {panel}, {'all' if threads is None else threads} thread(s)"
 
 
 def _sparsity(weight: Tensor) -> float:
@@ -157,13 +157,14 @@ def _decide(
     atol: float,
     budget_ms: float,
     repeats: int | None,
+    tuning: KernelTuning,
 ) -> tuple[LayerDecision, SparseLayer | None]:
     with torch.inference_mode():
         reference = module(x)
         dense_ms = interleaved_medians({"dense": lambda: module(x)}, repeats=3)["dense"]
-        widths = _candidate_widths(module.weight[0].numel(), _batch_columns(module, x))
+        widths = _candidate_widths(tuning, module.weight[0].numel(), _batch_columns(module, x))
         threads = [None] + ([1] if torch.get_num_threads() > 1 else [])
-        layers = {(w, t): _to_sparse(module, w, t) for w in widths for t in threads}
+        layers = {(w, t): _to_sparse(module, w, t, tuning.path) for w in widths for t in threads}
         for key, layer in list(layers.items()):
             if not _close(layer(x), reference, atol):
                 log.warning("sparse %s differs from dense beyond atol=%g", undecided.name, atol)
@@ -184,7 +185,7 @@ def _decide(
     if sparse_ms * min_speedup > dense_ms:
         reason = f"sparse not faster by {min_speedup}x (best {dense_ms / sparse_ms:.2f}x)"
         return replace(measured, reason=reason), None
-    layout = _layout_name(*best)  # type: ignore[misc]
+    layout = _layout_name(tuning.path, *best)  # type: ignore[misc]
     reason = f"sparse {dense_ms / sparse_ms:.2f}x faster"
     return replace(measured, deployed=True, layout=layout, reason=reason), layers[best]
 
@@ -220,12 +221,15 @@ def deploy(
     budget_ms: float = 300.0,
     repeats: int | None = None,
     check_end_to_end: bool = True,
+    tuning: KernelTuning | None = None,
 ) -> tuple[nn.Module, list[LayerDecision]]:
     """A copy of ``model`` whose layers run sparse where that measured faster, and why.
 
     ``example_input`` should have the batch size and shape of real use: decisions hold for it.
     Layers below ``min_sparsity`` are not tried. ``budget_ms`` bounds the timing per layer
-    (``repeats`` fixes the rounds instead). The original ``model`` is left untouched; the
+    (``repeats`` fixes the rounds instead). ``tuning`` defaults to this machine's cached
+    :func:`~prunekit.sparse.tuning.kernel_tuning` for torch's thread count (measured on the
+    first call, a second or two). The original ``model`` is left untouched; the
     layers that stay dense share its tensors (no second copy of the weights in memory, and
     exactly the same dense computation, so the deployed model cannot be slower there).
     """
@@ -240,9 +244,11 @@ def deploy(
         if reason is not None:
             decisions.append(undecided)
             continue
+        if tuning is None:
+            tuning = kernel_tuning(torch.get_num_threads())
         decision, layer = _decide(
             undecided, module, x, min_speedup=min_speedup, atol=atol, budget_ms=budget_ms,
-            repeats=repeats,
+            repeats=repeats, tuning=tuning,
         )  # fmt: skip
         decisions.append(decision)
         if layer is not None:

@@ -4,15 +4,17 @@
  * Why this shape of kernel: with the activations transposed (X^T is in x batch, contiguous
  * along the batch), every non-zero w[i,j] does y[i,:] += w * x[j,:] over contiguous batch
  * floats, so the row's accumulators stay in vector registers for the whole row and each
- * non-zero costs one broadcast plus batch/8 loads and FMAs. W is cut into vertical panels
+ * non-zero costs one broadcast plus batch/lanes loads and FMAs. W is cut into vertical panels
  * (each an ordinary CSR matrix over `panel_width` input columns, indices local to the panel)
  * so that the slice of X^T a panel touches stays in L2; the Python side measures which width
  * is fastest for the real input shape. Rows are split between threads by non-zero count, and
  * each thread owns its rows across all panels, so no barrier is needed between panels.
  *
- * No Python or torch headers: the library is loaded with ctypes. AVX2+FMA code is selected
- * at run time (__builtin_cpu_supports), with a portable C fallback, so one build runs on any
- * x86-64 (and the fallback alone on other architectures).
+ * No Python or torch headers: the library is loaded with ctypes. The row code is one body
+ * (spmm_body.h) compiled per instruction set -- AVX-512, AVX2+FMA, portable -- and picked at
+ * run time by CPU features (__builtin_cpu_supports), so one build runs on any x86-64 at its
+ * best (the portable path alone on other architectures). The caller may force a path; one the
+ * CPU cannot run is refused, never attempted.
  */
 #include <pthread.h>
 #include <stddef.h>
@@ -20,11 +22,10 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
 #define PK_X86 1
 #endif
 
-typedef struct {
+typedef struct spmm_job {
     int64_t rows, cols, panels, panel_width, batch;
     const int64_t *ptr;      /* panels x (rows + 1) offsets into idx / val */
     const void *idx;         /* column index within the panel: uint16 or int32 */
@@ -34,122 +35,60 @@ typedef struct {
     const int64_t *row_cost; /* rows + 1 prefix sums of per-row work, to balance threads */
     const float *xt;         /* cols x batch */
     float *yt;               /* rows x batch */
-    int use_avx2;
+    void (*segment)(const struct spmm_job *j, int64_t p, int64_t i); /* the path's row code */
 } spmm_job;
 
-/* ---------------------------------------------------------------- portable fallback */
+/* ---------------------------------------------------------------- kernel paths
+ *
+ * One body (spmm_body.h) compiled once per path. Vector types are ISA-neutral (GCC/Clang
+ * vector extensions; aligned(4) and may_alias make them legal views of any float array), so
+ * each path's arithmetic is defined by the source alone and the target attribute only picks
+ * the instructions. */
+typedef float pk_v16 __attribute__((vector_size(64), aligned(4), may_alias));
+typedef float pk_v8 __attribute__((vector_size(32), aligned(4), may_alias));
+typedef float pk_v4 __attribute__((vector_size(16), aligned(4), may_alias));
 
-#define DEFINE_SEGMENT_GENERIC(NAME, IDX_T)                                                 \
-    static void NAME(const spmm_job *j, int64_t p, int64_t i) {                            \
-        const int64_t B = j->batch;                                                        \
-        const int64_t *ptr = j->ptr + p * (j->rows + 1);                                   \
-        const IDX_T *idx = (const IDX_T *)j->idx;                                          \
-        const float *xp = j->xt + p * j->panel_width * B;                                  \
-        float *y = j->yt + i * B;                                                          \
-        for (int64_t k = ptr[i]; k < ptr[i + 1]; k++) {                                    \
-            const float v = j->val[k];                                                     \
-            const float *x = xp + (int64_t)idx[k] * B;                                     \
-            for (int64_t c = 0; c < B; c++) y[c] += v * x[c];                              \
-        }                                                                                  \
-    }
+#define PK_CAT2(a, b) a##_##b
+#define PK_CAT(a, b) PK_CAT2(a, b)
 
-DEFINE_SEGMENT_GENERIC(segment_generic_u16, uint16_t)
-DEFINE_SEGMENT_GENERIC(segment_generic_i32, int32_t)
-
-/* ---------------------------------------------------------------- AVX2 + FMA */
+/* generic: no target attribute, 4 lanes (SSE2 on any x86-64, NEON on arm64, scalar elsewhere) */
+#define PK_TARGET
+#define PK_LANES 4
+#define PK_PATH generic
+#include "spmm_path.h"
 
 #ifdef PK_X86
-#define PK_AVX2 __attribute__((target("avx2,fma")))
+/* avx2: 8 lanes, FMA */
+#define PK_TARGET __attribute__((target("avx2,fma")))
+#define PK_LANES 8
+#define PK_PATH avx2
+#include "spmm_path.h"
 
-/* Apply OP(q) for q = 0..NV-1; NV is a compile-time constant, so dead branches vanish and the
- * accumulators stay named scalars (GCC keeps an array of __m256 in memory inside the loop). */
-#define PK_FOR_EACH(NV, OP) \
-    do { OP(0); if (NV > 1) OP(1); if (NV > 2) { OP(2); OP(3); }                           \
-         if (NV > 4) { OP(4); OP(5); OP(6); OP(7); } } while (0)
+/* avx2x16: the avx512 path's 16-lane source compiled for AVX2 (its verification path) */
+#define PK_TARGET __attribute__((target("avx2,fma")))
+#define PK_LANES 16
+#define PK_PATH avx2x16
+#include "spmm_path.h"
 
-/* One panel segment of row i for NV*8 batch columns, accumulators in registers. */
-#define DEFINE_BLOCK(NAME, IDX_T, NV)                                                       \
-    PK_AVX2 static void NAME(const float *val, const IDX_T *idx, int64_t k0, int64_t k1,   \
-                             const float *xp, int64_t B, float *y) {                       \
-        __m256 a0, a1, a2, a3, a4, a5, a6, a7;                                             \
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _mm256_setzero_ps();                       \
-        (void)a1; (void)a2; (void)a3; (void)a4; (void)a5; (void)a6; (void)a7;              \
-        _Pragma("GCC diagnostic push")                                                     \
-        _Pragma("GCC diagnostic ignored \"-Wunused-but-set-variable\"")                    \
-        PK_FOR_EACH(NV, PK_LOAD);                                                          \
-        for (int64_t k = k0; k < k1; k++) {                                                \
-            const __m256 v = _mm256_broadcast_ss(val + k);                                 \
-            const float *x = xp + (int64_t)idx[k] * B;                                     \
-            PK_FOR_EACH(NV, PK_FMA);                                                       \
-        }                                                                                  \
-        PK_FOR_EACH(NV, PK_STORE);                                                         \
-        _Pragma("GCC diagnostic pop")                                                      \
-    }
-#define PK_LOAD(q) a##q = _mm256_loadu_ps(y + 8 * q)
-#define PK_FMA(q) a##q = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + 8 * q), a##q)
-#define PK_STORE(q) _mm256_storeu_ps(y + 8 * q, a##q)
-
-/* One panel segment of row i for a single batch column: a sparse dot product, 4 chains. */
-#define DEFINE_DOT(NAME, IDX_T)                                                             \
-    PK_AVX2 static inline float NAME(const float *val, const IDX_T *idx, int64_t k0,        \
-                                     int64_t k1, const float *xp, int64_t B) {             \
-        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;                                  \
-        int64_t k = k0;                                                                    \
-        for (; k + 4 <= k1; k += 4) {                                                      \
-            a0 += val[k] * xp[(int64_t)idx[k] * B];                                        \
-            a1 += val[k + 1] * xp[(int64_t)idx[k + 1] * B];                                \
-            a2 += val[k + 2] * xp[(int64_t)idx[k + 2] * B];                                \
-            a3 += val[k + 3] * xp[(int64_t)idx[k + 3] * B];                                \
-        }                                                                                  \
-        for (; k < k1; k++) a0 += val[k] * xp[(int64_t)idx[k] * B];                        \
-        return (a0 + a1) + (a2 + a3);                                                      \
-    }
-
-#define DEFINE_SEGMENT_AVX2(NAME, IDX_T, SFX)                                               \
-    DEFINE_BLOCK(block8_##SFX, IDX_T, 8)                                                   \
-    DEFINE_BLOCK(block4_##SFX, IDX_T, 4)                                                   \
-    DEFINE_BLOCK(block2_##SFX, IDX_T, 2)                                                   \
-    DEFINE_BLOCK(block1_##SFX, IDX_T, 1)                                                   \
-    DEFINE_DOT(dot_##SFX, IDX_T)                                                           \
-    PK_AVX2 static void NAME(const spmm_job *j, int64_t p, int64_t i) {                    \
-        const int64_t B = j->batch;                                                        \
-        const int64_t *ptr = j->ptr + p * (j->rows + 1);                                   \
-        const int64_t k0 = ptr[i], k1 = ptr[i + 1];                                        \
-        if (k0 == k1) return;                                                              \
-        const IDX_T *idx = (const IDX_T *)j->idx;                                          \
-        const float *xp = j->xt + p * j->panel_width * B;                                  \
-        float *y = j->yt + i * B;                                                          \
-        int64_t c = 0;                                                                     \
-        for (; c + 64 <= B; c += 64) block8_##SFX(j->val, idx, k0, k1, xp + c, B, y + c);   \
-        if (c + 32 <= B) { block4_##SFX(j->val, idx, k0, k1, xp + c, B, y + c); c += 32; }  \
-        if (c + 16 <= B) { block2_##SFX(j->val, idx, k0, k1, xp + c, B, y + c); c += 16; }  \
-        if (c + 8 <= B) { block1_##SFX(j->val, idx, k0, k1, xp + c, B, y + c); c += 8; }    \
-        for (; c < B; c++) y[c] += dot_##SFX(j->val, idx, k0, k1, xp + c, B);              \
-    }
-
-DEFINE_SEGMENT_AVX2(segment_avx2_u16, uint16_t, u16)
-DEFINE_SEGMENT_AVX2(segment_avx2_i32, int32_t, i32)
+/* avx512: 16 lanes in zmm registers */
+#define PK_TARGET __attribute__((target("avx512f,avx512vl,avx2,fma")))
+#define PK_LANES 16
+#define PK_PATH avx512
+#include "spmm_path.h"
 #endif
-
-typedef void (*segment_fn)(const spmm_job *j, int64_t p, int64_t i);
 
 /* Rows r0..r1 start from the bias; then panel by panel, so one panel's slice of X^T stays in
  * cache while every row of the share consumes it (the panel width is what the Python side
  * tunes). All batch columns of a segment are done at once, so the non-zeros and their
  * indices stream from memory only once. */
 static void run_rows(const spmm_job *j, int64_t r0, int64_t r1) {
-    const int wide = j->idx_bytes == 4;
-    segment_fn segment = wide ? segment_generic_i32 : segment_generic_u16;
-#ifdef PK_X86
-    if (j->use_avx2) segment = wide ? segment_avx2_i32 : segment_avx2_u16;
-#endif
     for (int64_t i = r0; i < r1; i++) {
         float *y = j->yt + i * j->batch;
         const float b = j->bias ? j->bias[i] : 0.0f;
         for (int64_t c = 0; c < j->batch; c++) y[c] = b;
     }
     for (int64_t p = 0; p < j->panels; p++)
-        for (int64_t i = r0; i < r1; i++) segment(j, p, i);
+        for (int64_t i = r0; i < r1; i++) j->segment(j, p, i);
 }
 
 /* First row whose cumulative cost reaches `target` (binary search over the prefix sums). */
@@ -268,24 +207,68 @@ static void pool_run(task_fn fn, void *arg, int nthreads) {
     pthread_mutex_unlock(&call_mutex);
 }
 
-/* ---------------------------------------------------------------- exported API */
+/* ---------------------------------------------------------------- path table */
 
-/* 1 when the AVX2+FMA path runs on this CPU, 0 for the portable fallback. */
-int pk_has_avx2(void) {
+typedef void (*segment_fn)(const spmm_job *j, int64_t p, int64_t i);
+
+typedef struct {
+    const char *name;
+    int lanes;
+    segment_fn u16, i32;
+} kernel_path;
+
+/* In order of preference; the index is what pk_spmm's `path` argument names. */
+static const kernel_path PATHS[] = {
 #ifdef PK_X86
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-#else
-    return 0;
+    {"avx512", 16, segment_avx512_u16, segment_avx512_i32},
+    {"avx2", 8, segment_avx2_u16, segment_avx2_i32},
+    {"avx2x16", 16, segment_avx2x16_u16, segment_avx2x16_i32},
 #endif
+    {"generic", 4, segment_generic_u16, segment_generic_i32},
+};
+#define PATH_COUNT ((int)(sizeof PATHS / sizeof PATHS[0]))
+
+/* Whether this CPU (and its OS, which must save the wide registers) runs path i. */
+static int path_runs_here(int i) {
+#ifdef PK_X86
+    __builtin_cpu_init();
+    const char *name = PATHS[i].name;
+    if (strcmp(name, "avx512") == 0)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (strcmp(name, "avx2") == 0 || strcmp(name, "avx2x16") == 0)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    (void)i;
+    return 1;
 }
 
+/* The answers of path_runs_here, found once (every pk_spmm call reads them). */
+static int path_supported[PATH_COUNT];
+static pthread_once_t path_probe_once = PTHREAD_ONCE_INIT;
+
+static void probe_paths(void) {
+    for (int i = 0; i < PATH_COUNT; i++) path_supported[i] = path_runs_here(i);
+}
+
+/* ---------------------------------------------------------------- exported API */
+
 /* Version of this C interface; the Python side refuses a library of another version. */
-int pk_abi_version(void) { return 2; }
+int pk_abi_version(void) { return 3; }
+
+int pk_path_count(void) { return PATH_COUNT; }
+
+/* The name of path i ("avx512", "avx2", "avx2x16", "generic"), or NULL past the end. */
+const char *pk_path_name(int i) { return i >= 0 && i < PATH_COUNT ? PATHS[i].name : NULL; }
+
+/* Vector lanes of path i's widest blocks, or 0 past the end. */
+int pk_path_lanes(int i) { return i >= 0 && i < PATH_COUNT ? PATHS[i].lanes : 0; }
+
+/* 1 when path i runs on this CPU, else 0 (also past the end). */
+int pk_path_supported(int i) {
+    pthread_once(&path_probe_once, probe_paths);
+    return i >= 0 && i < PATH_COUNT && path_supported[i];
+}
 
 /* A sparse matrix in column-panel CSR, described once and reused for every call. */
 typedef struct {
@@ -299,15 +282,21 @@ typedef struct {
     int32_t reserved;
 } pk_matrix;
 
-/* yt[rows x batch] = W xt[cols x batch] + bias; returns 0, or a negative code on bad input. */
+/* yt[rows x batch] = W xt[cols x batch] + bias with kernel path `path` (-1: the first this CPU
+ * runs). Returns 0, or a negative code without touching yt: -1..-3 bad shapes, -4 a path this
+ * CPU cannot run (refused, never attempted). */
 int pk_spmm(const pk_matrix *m, const float *xt, float *yt, int64_t batch, int nthreads,
-            int allow_avx2) {
+            int path) {
     if (m->rows < 0 || m->cols < 0 || batch < 0 || m->panels < 1 || m->panel_width < 1) return -1;
     if (m->idx_bytes != 2 && m->idx_bytes != 4) return -2;
     if (m->panels * m->panel_width < m->cols) return -3;
+    if (path < 0)
+        for (path = 0; !pk_path_supported(path); path++) {}
+    if (!pk_path_supported(path)) return -4;
+    const kernel_path *chosen = &PATHS[path];
     spmm_job job = {m->rows, m->cols, m->panels, m->panel_width, batch, m->ptr, m->idx,
                     m->idx_bytes, m->val, m->bias, m->row_cost, xt, yt,
-                    allow_avx2 && pk_has_avx2()};
+                    m->idx_bytes == 4 ? chosen->i32 : chosen->u16};
     if (m->rows == 0 || batch == 0) return 0;
     if (nthreads < 1) nthreads = 1;
     if (nthreads > m->rows) nthreads = (int)m->rows;
