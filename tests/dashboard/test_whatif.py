@@ -87,7 +87,7 @@ def test_a_sweep_agrees_with_single_what_ifs(subject) -> None:
 
 @pytest.mark.parametrize(("choice", "message"), [
     ({"granularity": "structured", "amount": 0.5, "amounts": {"0": 0.5}}, "not both"),
-    ({"granularity": "structured"}, "not both"),
+    ({"granularity": "structured", "amounts": {"0": 0}}, "at least one group"),
     ({"granularity": "structured", "amount": 1.0}, r"in \[0, 1\)"),
     ({"granularity": "unstructured", "amount": 0.5, "criterion": "taylor"}, "not one of"),
     ({"granularity": "structured", "amounts": {"7": 0.5}}, "no pruning group"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -33,7 +34,12 @@ def dashboard(
         errors.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach this "
                      "machine and has the token can launch runs", highlight=False)
     console.print(f"prunekit dashboard: {board.url}", highlight=False, soft_wrap=True)
+    signal.signal(signal.SIGTERM, _stop)  # a `kill` stops it as Ctrl-C does: jobs cancelled
     try:
         board.serve_forever()
     except KeyboardInterrupt:
-        console.print("dashboard stopped")
+        console.print("dashboard stopped; the runs it launched were cancelled")
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

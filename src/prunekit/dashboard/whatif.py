@@ -84,8 +84,10 @@ def parse_choice(data: Mapping[str, Any]) -> Choice:
     if not isinstance(raw, Mapping):
         raise ValueError("amounts must map a group or layer to an amount")  # noqa: TRY004
     amounts = {str(k): _fraction(v, f"amount of {k}") for k, v in raw.items() if v}
-    if (amount is None) == (not amounts):
+    if amount is not None and amounts:
         raise ValueError("give one amount for all (amount) or amounts per group/layer, not both")
+    if amount is None and not amounts:
+        raise ValueError("set an amount above 0 for at least one group or layer")
     return Choice(granularity, criterion, scope,
                   None if amount is None else _fraction(amount, "amount"), amounts)
 
@@ -150,11 +152,16 @@ def _prune_unstructured(model: nn.Module, choice: Choice) -> dict[str, Any]:
 
 def apply_choice(subject: Subject, choice: Choice) -> tuple[nn.Module, dict[str, Any]]:
     """A pruned deep copy of the subject's model, and what the pruner reported."""
+    from prunekit.structured import RewriteError
+
     model = copy.deepcopy(subject.model)
-    if choice.granularity == "structured":
-        details = _prune_structured(subject, model, choice)
-    else:
-        details = _prune_unstructured(model, choice)
+    try:
+        if choice.granularity == "structured":
+            details = _prune_structured(subject, model, choice)
+        else:
+            details = _prune_unstructured(model, choice)
+    except RewriteError as exc:  # the library rolled the copy back; say why, as bad input
+        raise ValueError(str(exc)) from None
     return model.eval(), details
 
 

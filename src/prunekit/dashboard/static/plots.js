@@ -144,8 +144,8 @@ export function bars({rows, series, max, unit = "", width = 520, caption, ghosts
 }
 
 // series: [{name, color, points: [[x, y]]}]
-export function lines({series, xLabel, yLabel, width = 440, height = 280, caption}) {
-  const margin = {top: 14, right: 130, bottom: 40, left: 56};
+export function lines({series, xLabel, yLabel, width = 480, height = 280, caption}) {
+  const margin = {top: 14, right: 150, bottom: 40, left: 56};
   const svg = s("svg", {viewBox: `0 0 ${width} ${height}`, width, height, class: "plot lines", role: "img", "aria-label": caption || yLabel});
   const all = series.flatMap((l) => l.points.map(([px, py]) => ({x: px, y: py}))).filter((p) => Number.isFinite(p.y));
   if (!all.length) return svg;
@@ -157,7 +157,9 @@ export function lines({series, xLabel, yLabel, width = 440, height = 280, captio
     svg.append(s("polyline", {points: pts.map(([px, py]) => `${x(px)},${y(py)}`).join(" "), class: "series", stroke: line.color},
       title(line.name)));
     for (const [px, py] of pts) svg.append(s("circle", {cx: x(px), cy: y(py), r: 3, fill: line.color}, title(`${line.name}: ${tickText(py)} at ${tickText(px)}`)));
-    svg.append(s("text", {x: width - margin.right + 6, y: margin.top + 12 + i * 14, class: "legend", fill: line.color}, line.name));
+    const ly = margin.top + 12 + i * 14;
+    svg.append(s("rect", {x: width - margin.right + 6, y: ly - 7, width: 10, height: 3, fill: line.color}),
+      s("text", {x: width - margin.right + 20, y: ly, class: "legend"}, line.name));
   });
   return svg;
 }
