@@ -77,6 +77,11 @@ def open_tab(page, run_id: str, tab: str) -> None:
 
 def test_the_runs_list_filters_and_opens_a_run(page, run_id: str) -> None:
     page.locator(f'tr[data-run="{run_id}"]').wait_for()
+    titles = page.locator("#runs tbody tr td:nth-child(2)")
+    page.click('th[data-sort="title"]')
+    assert titles.all_inner_texts() == ["digits structured pruning", "tiny digits"]
+    page.click('th[data-sort="title"]')
+    assert titles.all_inner_texts() == ["tiny digits", "digits structured pruning"]
     page.fill("#filter", "no such run")
     page.get_by_text("No run matches the filter.").wait_for()
     page.fill("#filter", "tiny")

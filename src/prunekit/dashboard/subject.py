@@ -40,6 +40,7 @@ class Subject:
     loss: str
     directory: Path
     why_no_data: str | None = None
+    threads: int | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,7 +102,8 @@ def load_subject(run: dict[str, Any], variant: str, roots: list[Path]) -> Subjec
     why = None
     if recipe is not None:
         data, why = _recipe_data(recipe, roots)
-        batch = recipe.get("measure", {}).get("latency_batch", 1)
+        measure = recipe.get("measure", {})
+        batch, threads = measure.get("latency_batch", 1), measure.get("threads")
         loss = _variant_loss(recipe, variant)
     else:
         from prunekit.data import load_dataset
@@ -109,7 +111,7 @@ def load_subject(run: dict[str, Any], variant: str, roots: list[Path]) -> Subjec
         name = command.get("data")
         data = load_dataset(name) if name else None
         why = None if name else "the run was measured without data (no --data)"
-        batch, loss = 1, "cross_entropy"
+        batch, threads, loss = 1, None, "cross_entropy"
     if data is not None:
         example = data.x_test[:batch]
         held_out = (data.x_test[:HELD_OUT], data.y_test[:HELD_OUT])
@@ -121,4 +123,4 @@ def load_subject(run: dict[str, Any], variant: str, roots: list[Path]) -> Subjec
         torch.manual_seed(0)
         example, held_out, batches = torch.randn(*shape), None, []
     return Subject(run["id"], variant, model, example, held_out, batches, loss,
-                   Path(run["directory"]), why)
+                   Path(run["directory"]), why, threads)

@@ -194,16 +194,18 @@ def try_choice(subject: Subject, choice: Choice) -> dict[str, Any]:
     if "before" not in subject.cache:
         subject.cache["before"] = measure_model(subject, subject.model)
     before, after = dict(subject.cache["before"]), measure_model(subject, candidate)
-    probe = compare_latency({"before": subject.model}, subject.example, warmup=1, repeats=3)
+    probe = compare_latency({"before": subject.model}, subject.example, warmup=1, repeats=3,
+                            threads=subject.threads)
     repeats = repeats_for(2 * probe["before"].median_ms, budget_ms=LATENCY_BUDGET_MS)
     timed = compare_latency({"before": subject.model, "after": candidate}, subject.example,
-                            warmup=3, repeats=repeats)
+                            warmup=3, repeats=repeats, threads=subject.threads)
     for name, metrics in (("before", before), ("after", after)):
         metrics |= {"latency_ms": timed[name].median_ms, "latency_p95_ms": timed[name].p95_ms}
     return {"before": before, "after": after, "details": details,
             "held_out": None if subject.held_out is None else len(subject.held_out[1]),
             "why_no_data": subject.why_no_data, "latency_repeats": repeats,
-            "batch_size": len(subject.example), "seconds": time.perf_counter() - start}
+            "batch_size": len(subject.example), "threads": timed["after"].threads,
+            "seconds": time.perf_counter() - start}
 
 
 SWEEP_AMOUNTS = {"structured": (0.25, 0.5, 0.75, 0.9), "unstructured": (0.5, 0.7, 0.9, 0.95)}

@@ -42,7 +42,7 @@ from prunekit.runs.store import Row, RunStore, StoreError
 
 log = logging.getLogger(__name__)
 
-STEP_EVENT_SECONDS = 0.5
+STEP_EVENT_SECONDS = 1.0
 """Training steps are reported at most this often (epochs always are)."""
 
 

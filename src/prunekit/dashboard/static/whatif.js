@@ -40,7 +40,7 @@ function resultTable(result) {
       h("td", {"data-metric": key, "data-which": "after"}, f(after[key])),
       h("td", {"data-metric": key, "data-which": "change"}, change(after[key], before[key]))]), {class: "numbers"}),
     h("p", {class: "muted"}, result.held_out ? `Scored on ${result.held_out} held-out samples of the run's own test split. ` : `Not scored: ${result.why_no_data}. `,
-      `Latency: batch ${result.batch_size}, ${result.latency_repeats} rounds timed round-robin against the original. Took ${result.seconds.toFixed(2)} s.`),
+      `Latency: batch ${result.batch_size}, ${result.threads} thread(s) as the run measured, ${result.latency_repeats} rounds timed round-robin against the original. Took ${result.seconds.toFixed(2)} s.`),
     result.details.groups ? h("p", {class: "muted", id: "whatif-removed"}, `Removed ${result.details.removed_units} of ${result.details.units} units: `,
       result.details.groups.filter((g) => g.removed).map((g) => `${g.modules.join("+")} −${g.removed}/${g.units}`).join(", ") || "none") : null);
 }
