@@ -20,8 +20,11 @@ def test_the_table_shows_p95_beside_the_median() -> None:
 
 
 def test_plots_follow_what_was_measured() -> None:
-    measured = render_html([ROW, {**ROW, "name": "v"}], "t")
+    thin = {**ROW, "name": "thin", "layers": [{**ROW["layers"][0], "out_channels": 2}]}
+    measured = render_html([ROW, thin], "t")
     assert "accuracy against latency" in measured and "channels kept" in measured
     assert measured.count("<img") == 3
+    masked = render_html([ROW, {**ROW, "name": "masked"}], "t")  # no layer shrunk: no chart
+    assert "channels kept" not in masked and masked.count("<img") == 2
     blind = render_html([{**ROW, "accuracy": math.nan}, {**ROW, "name": "v", "accuracy": math.nan}], "t")
     assert "accuracy against" not in blind and "cost against baseline" in blind

@@ -57,7 +57,8 @@ def _figures(rows: Sequence[dict[str, Any]]) -> str:
         figures = _img(cost_bars(rows), f"cost against {rows[0]['name']} (accuracy not measured)")
     if rows[0].get("layer_sparsity"):
         figures += _img(layer_sparsity_bars(rows), "per-layer sparsity")
-    if any(e.get("out_channels") for e in rows[0].get("layers", [])):
+    if any(e.get("out_channels") != e.get("original_out_channels")
+           for r in rows for e in r.get("layers", [])):  # only when some layer was shrunk
         figures += _img(channels_kept_bars(rows), "output channels kept, % of the baseline's")
     return figures
 

@@ -123,7 +123,7 @@ def _layer_bars(rows: Sequence[Row], layers: list[str], value: Callable[[Row, st
                     rotation=30, ha="right", fontsize=8)
     axes.set_ylabel(ylabel)
     axes.set_ylim(0, 105)
-    axes.legend(fontsize=7, ncol=2)
+    axes.legend(fontsize=7, ncol=2, loc="best", framealpha=0.9)
     axes.grid(axis="y", alpha=0.3)
     return _png(figure)
 
