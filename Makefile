@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test han bench clean
+.PHONY: demo test han bench clean chromium
 
 $(STAMP): pyproject.toml setup.py constraints.txt $(wildcard src/prunekit/sparse/csrc/*)
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +21,20 @@ demo: $(STAMP)
 han: $(STAMP)
 	$(VENV)/bin/prunekit run recipes/han2015_lenet300.yaml --out runs/han2015
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+test: $(STAMP) chromium
+	PRUNEKIT_CHROMIUM=$(CHROMIUM) PRUNEKIT_BROWSER_TESTS=required $(PY) -m pytest -q
+
+# The dashboard's browser tests drive Debian's Chromium through Playwright (Playwright cannot
+# download a browser of its own here). Installed once, as root or through passwordless sudo.
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "make: the browser tests need Chromium at $(CHROMIUM): run" \
+		"'sudo apt-get install chromium', or set CHROMIUM=/path/to/chromium" >&2; exit 2; fi; \
+	echo "installing Debian's chromium for the dashboard's browser tests"; \
+	$$SUDO apt-get update -qq && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"

@@ -118,3 +118,33 @@ def test_group_lasso_in_a_recipe_shrinks_whole_units(tmp_path: Path) -> None:
 
     assert near_zero_units("baseline") == 0
     assert near_zero_units("gl") >= 5 and rows[1]["accuracy"] > 0.85
+
+
+def test_a_run_is_recorded_in_its_store_with_progress_and_layers(tmp_path: Path, monkeypatch) -> None:
+    from prunekit.runs import RunStore
+
+    rows = pipeline.run_recipe(parse_recipe(TINY), tmp_path, progress=False)
+    (summary,) = RunStore(tmp_path).runs()
+    run = RunStore(tmp_path).run(summary["id"])
+    assert run["status"] == "finished" and run["command"]["recipe"]["name"] == "tiny"
+    assert [r["name"] for r in run["rows"]] == [r["name"] for r in rows]
+    assert run["rows"][1]["sparsity"] == rows[1]["sparsity"]
+    assert set(run["layers"]) == {"baseline", "half", "l1"}
+    first = run["layers"]["half"][0]
+    assert first["sparsity"] == pytest.approx(rows[1]["layer_sparsity"][first["layer"]])
+    assert first["latency_ms"] > 0 and rows[1]["layers"][0]["macs"] == first["macs"]
+    events = RunStore(tmp_path).events(run["id"])
+    baseline_epochs = [e for e in events if e["event"] == "epoch" and e["description"] == "baseline"]
+    assert [e["epoch"] for e in baseline_epochs] == [1, 2, 3]
+    stages = [(e["variant"], e["stage"], e["kind"]) for e in events if e["event"] == "stage"]
+    assert stages == [("baseline", 0, "train"), ("half", 0, "prune"), ("half", 1, "train"),
+                      ("l1", 0, "train")]
+
+    def broken(*args, **kwargs):
+        raise ValueError("loss became NaN")
+
+    monkeypatch.setattr(pipeline, "fit", broken)
+    with pytest.raises(ValueError):
+        pipeline.run_recipe(parse_recipe(TINY), tmp_path / "failed", progress=False)
+    (failed,) = RunStore(tmp_path / "failed").runs()
+    assert (failed["status"], failed["error"]) == ("failed", "loss became NaN")

@@ -37,6 +37,8 @@ from prunekit.recipe import (
     VariantSpec,
 )
 from prunekit.report import write_report
+from prunekit.runs import RunRecorder, recording
+from prunekit.runs.layers import layer_profiles, without_timing
 from prunekit.sparse.storage import StorageError, load_state_dict
 from prunekit.train import Distillation, fit
 
@@ -53,6 +55,7 @@ class RunContext:
     data: Dataset
     out_dir: Path
     progress: bool
+    run: RunRecorder
     teacher: nn.Module | None = None
 
 
@@ -148,6 +151,8 @@ def _fit(
     **options: Any,
 ) -> None:
     """``fit`` on the run's training data with a stage's complete settings."""
+    epochs, steps = settings.epochs or 0, -(-len(ctx.data.x_train) // (settings.batch_size or 1))
+    watch = ctx.run.training(description, epochs=epochs, steps=epochs * steps)
     fit(
         model,
         ctx.data.x_train,
@@ -156,7 +161,7 @@ def _fit(
         seed=seed,
         progress=ctx.progress,
         description=description,
-        **options,
+        **{**options, "callbacks": [*options.get("callbacks", ()), watch]},
     )
 
 
@@ -189,6 +194,9 @@ def _iterate(ctx: RunContext, model: nn.Module, spec: IterativeSpec, label: str)
 def _run_stages(ctx: RunContext, model: nn.Module, variant: VariantSpec) -> None:
     for index, stage in enumerate(variant.stages):
         label = f"{variant.name}[{index}]"
+        kind = next(k for k in ("train", "prune", "iterative", "structured")
+                    if getattr(stage, k) is not None)
+        ctx.run.event("stage", variant=variant.name, stage=index, of=len(variant.stages), kind=kind)
         if stage.train is not None:
             _train(ctx, model, stage.train, label, index)
         elif stage.prune is not None:
@@ -215,6 +223,7 @@ def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, fingerprin
     from prunekit.activations import activation_sparsity, output_sparsity
 
     directory = ctx.out_dir / name
+    ctx.run.event("measure", variant=name)
     probe = ctx.data.x_test[:256]
     act = activation_sparsity(model, probe)
     was_training = model.training
@@ -277,25 +286,42 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: bool = True) ->
     >>> rows[0]["name"]
     'baseline'
     """
-    from prunekit.masks import strip
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "recipe.json", recipe.model_dump_json(indent=2) + "\n")
-    data = load_dataset(
-        recipe.data.name,
-        test_fraction=recipe.data.test_fraction,
-        seed=recipe.seed,
-        **({"path": recipe.data.path} if recipe.data.path else {}),
-        **recipe.data.options,
-    )
-    ctx = RunContext(recipe, data, out, progress)
+    with recording(out, "run", {"recipe": recipe.model_dump(mode="json")},
+                   fingerprint=_fingerprint(recipe), title=recipe.name) as run:
+        data = load_dataset(
+            recipe.data.name,
+            test_fraction=recipe.data.test_fraction,
+            seed=recipe.seed,
+            **({"path": recipe.data.path} if recipe.data.path else {}),
+            **recipe.data.options,
+        )
+        ctx = RunContext(recipe, data, out, progress, run)
+        rows, models = _run_variants(ctx)
+        layers = _layer_profiles(ctx, models)
+        rows = [{**row, "layers": [without_timing(layer) for layer in layers[row["name"]]]}
+                for row in rows]
+        write_report(rows, out, title=recipe.name, meta={"recipe": recipe.model_dump(mode="json")})
+        run.finish(rows, layers=layers)
+    return rows
+
+
+def _run_variants(ctx: RunContext) -> tuple[list[Row], dict[str, nn.Module]]:
+    """The baseline and every variant, trained (or reused), measured and timed together."""
+    from prunekit.masks import strip
+
+    recipe, out = ctx.recipe, ctx.out_dir
+    ctx.run.event("stage", variant="baseline", stage=0, of=1, kind="train")
     baseline, base_row = _baseline(ctx)
     ctx.teacher = copy.deepcopy(baseline).eval()
     rows = [base_row]
     models = {"baseline": baseline}
     base_fingerprint = base_row["fingerprint"]
     for variant in recipe.variants:
+        ctx.run.event("variant", variant=variant.name, index=len(rows),
+                      of=len(recipe.variants) + 1)
         fingerprint = _fingerprint(base_fingerprint, variant, recipe.measure)
         finished = _finished_row(out / variant.name, fingerprint)
         if finished is not None:
@@ -311,9 +337,16 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: bool = True) ->
         strip(model)
         rows.append(_measure(ctx, variant.name, model, _final_loss(ctx, variant), fingerprint))
         models[variant.name] = model
-    rows = _with_latency(ctx, rows, models)
-    write_report(rows, out, title=recipe.name, meta={"recipe": recipe.model_dump(mode="json")})
-    return rows
+    ctx.run.event("latency", variants=len(models))
+    return _with_latency(ctx, rows, models), models
+
+
+def _layer_profiles(ctx: RunContext, models: dict[str, nn.Module]) -> dict[str, list[Row]]:
+    """Per-layer parameters, channels kept, MACs and measured time of every variant."""
+    settings = ctx.recipe.measure
+    return layer_profiles(models, ctx.data.x_test[: settings.latency_batch],
+                          reference="baseline", repeats=min(settings.repeats, 20),
+                          threads=settings.threads)
 
 
 def _reload(ctx: RunContext, variant: VariantSpec) -> nn.Module:

@@ -8,7 +8,8 @@ Callbacks are any objects with any of these methods (``step`` is the 0-based glo
 the optimizer step): ``on_fit_start(model, optimizer)``; ``on_step_begin(step, model,
 optimizer)`` before the forward pass; ``on_before_step(step, model, optimizer)`` between
 backward and the optimizer step (gradients are there to edit); ``on_step_end(step, model,
-optimizer)`` after it; ``on_epoch_end(epoch, model)``; ``on_fit_end(model)``.
+optimizer)`` after it; ``on_epoch_end(epoch, model)``; ``on_epoch_summary(summary)`` with the
+epoch's ``{"epoch", "loss"}`` (what progress displays show); ``on_fit_end(model)``.
 
 A model that holds pruning masks is trained with :class:`prunekit.masks.MaskEnforcement` even
 if no callback asks for it, so that pruned weights can never grow back by accident.
@@ -180,6 +181,7 @@ def fit(
                 bar.update(task, advance=1, description=f"{description} e{epoch + 1}/{epochs}")
             history.epochs.append({"epoch": epoch, "loss": total / count})
             _call(callbacks, "on_epoch_end", epoch, model)
+            _call(callbacks, "on_epoch_summary", history.epochs[-1])
             if checkpoint is not None:
                 _save_checkpoint(checkpoint, model, opt, generator, epoch + 1, history)
     history.steps = step

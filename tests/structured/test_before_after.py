@@ -51,3 +51,20 @@ def test_deploy_times_folded_copies_but_saves_the_plain_model(tmp_path: Path) ->
     assert isinstance(model.bn1, torch.nn.BatchNorm2d)
     loaded = prunekit.load(tmp_path / "model.safetensors")
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())
+
+
+def test_a_prune_is_recorded_and_its_report_plots_what_it_measured(tmp_path: Path) -> None:
+    from prunekit.runs import RunStore
+
+    prune_and_measure(build_model("lenet5"), torch.zeros(2, 1, 28, 28), tmp_path, repeats=2,
+                      ratio=0.5, title="lenet5 structured pruning")
+    (summary,) = RunStore(tmp_path).runs()
+    run = RunStore(tmp_path).run(summary["id"])
+    assert (run["kind"], run["title"]) == ("prune", "lenet5 structured pruning")
+    assert run["command"]["input_shape"] == [2, 1, 28, 28] and run["command"]["data"] is None
+    conv = next(layer for layer in run["layers"]["after"] if layer["layer"] == "features.0")
+    assert (conv["out_channels"], conv["original_out_channels"]) == (10, 20)
+    assert run["rows"][1]["model_file"] == "model.safetensors"
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<img") == 2  # cost against 'before' (no accuracy), channels kept
+    assert "cost against before" in page and "channels kept" in page

@@ -1,6 +1,10 @@
 """One self-contained HTML page per run: the comparison table and the plots, inline.
 
 No external scripts, styles or images: the file can be mailed or archived and still opens.
+The page shows every column of the table plus the 95th-percentile latency, accuracy against
+each cost (latency, size, MACs, weights removed) with the baseline and the Pareto front
+marked, per-layer sparsity and channels kept; a run that measured no accuracy shows what each
+row cost against the first instead of an empty accuracy plot.
 """
 
 from __future__ import annotations
@@ -10,8 +14,13 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-from prunekit.report.plots import accuracy_vs_sparsity, layer_sparsity_bars
-from prunekit.report.table import cells
+from prunekit.report.plots import (
+    accuracy_vs_costs,
+    channels_kept_bars,
+    cost_bars,
+    layer_sparsity_bars,
+)
+from prunekit.report.table import _measured, cells
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:80rem}
@@ -27,26 +36,51 @@ def _img(png: bytes, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+def table_cells(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The report's header and cells, with the p95 latency beside the median when measured."""
+    header, body = cells(rows)
+    if not any(_measured(r.get("latency_p95_ms")) for r in rows):
+        return header, body
+    at = header.index("latency ms (p50)") + 1
+    header.insert(at, "latency ms (p95)")
+    for line, row in zip(body, rows):
+        p95 = row.get("latency_p95_ms")
+        line.insert(at, f"{p95:.3f}" if _measured(p95) else "—")
+    return header, body
+
+
+def _figures(rows: Sequence[dict[str, Any]]) -> str:
+    if any(_measured(r.get("accuracy")) for r in rows):
+        figures = _img(accuracy_vs_costs(rows), "accuracy against latency, file size, MACs and "
+                       "weights removed (◆ dense baseline, dashed: Pareto front)")
+    else:
+        figures = _img(cost_bars(rows), f"cost against {rows[0]['name']} (accuracy not measured)")
+    if rows[0].get("layer_sparsity"):
+        figures += _img(layer_sparsity_bars(rows), "per-layer sparsity")
+    if any(e.get("out_channels") != e.get("original_out_channels")
+           for r in rows for e in r.get("layers", [])):  # only when some layer was shrunk
+        figures += _img(channels_kept_bars(rows), "output channels kept, % of the baseline's")
+    return figures
+
+
 def render_html(rows: Sequence[dict[str, Any]], title: str) -> str:
     """The report page as a string.
 
-    >>> row = dict(name="a", accuracy=0.9, latency_ms=1.0, params=10, nonzero_params=5,
-    ...            sparsity=0.5, macs=100, file_bytes=2048, dense_file_bytes=4096,
-    ...            layer_sparsity={"fc": 0.5})
-    >>> "<td>a</td>" in render_html([row], "t")
-    True
+    >>> row = dict(name="a", accuracy=0.9, latency_ms=1.0, latency_p95_ms=1.5, params=10,
+    ...            nonzero_params=5, sparsity=0.5, macs=100, file_bytes=2048,
+    ...            dense_file_bytes=4096, layer_sparsity={"fc": 0.5})
+    >>> page = render_html([row], "t")
+    >>> "<td>a</td>" in page, "<td>1.500</td>" in page
+    (True, True)
     """
-    header, body = cells(rows)
+    header, body = table_cells(rows)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     lines = "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body
     )
-    figures = _img(accuracy_vs_sparsity(rows), "accuracy against sparsity")
-    if rows[0].get("layer_sparsity"):
-        figures += _img(layer_sparsity_bars(rows), "per-layer sparsity")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{lines}</tbody></table>"
-        f"{figures}</body></html>\n"
+        f"{_figures(rows)}</body></html>\n"
     )

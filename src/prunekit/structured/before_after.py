@@ -35,6 +35,8 @@ from prunekit.evaluate import (
 )
 from prunekit.latency import Latency, compare_latency
 from prunekit.report import write_report
+from prunekit.runs import fingerprint_of, record_run
+from prunekit.runs.layers import layer_profiles, without_timing
 from prunekit.structured.deploy import prepare_for_cpu
 from prunekit.structured.prune import prune_channels
 
@@ -106,12 +108,20 @@ def prune_and_measure(
                  latency["after"], {
                      "ratio": report.ratio, "units": report.units,
                      "removed_units": report.removed, "folded_units": report.folded,
-                     "prune_seconds": report.seconds,
+                     "prune_seconds": report.seconds, "model_file": "model.safetensors",
                  })
     options = {k: (list(v) if isinstance(v, (tuple, set, frozenset)) else v)
                for k, v in prune_options.items() if k != "data"}
-    write_report([before, after], out, title=title, meta={"prune": options})
-    return [before, after]
+    layers = layer_profiles({"before": dense, "after": model}, example_input,
+                            reference="before", repeats=min(repeats, 20))
+    rows = [{**row, "layers": [without_timing(e) for e in layers[row["name"]]]}
+            for row in (before, after)]
+    write_report(rows, out, title=title, meta={"prune": options})
+    command = {"input_shape": list(example_input.shape), "data": data.name if data else None,
+               "deploy": deploy, "prune": options}
+    record_run(out, "prune", command, fingerprint_of([title, command]), rows, title=title,
+               layers=layers)
+    return rows
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
