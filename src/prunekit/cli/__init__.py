@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from prunekit.cli import prune, recipes
+from prunekit.cli import hf, prune, recipes
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True,
@@ -29,5 +29,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
 app.command()(recipes.validate)
 app.command()(recipes.run)
 app.command()(prune.prune)
+app.command()(hf.oneshot)
+app.command()(hf.shrink)
 
 __all__ = ["app"]
