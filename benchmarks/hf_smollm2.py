@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--recover-batch", type=int, default=4)
     parser.add_argument("--only", default="", help="comma-separated variant names")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tag", default="", help="suffix of the results file (parallel runs)")
     args = parser.parse_args()
     if args.quick:
         args.samples, args.seq_len, args.eval_tokens, args.recover_steps = 4, 64, 512, 2
@@ -97,6 +98,13 @@ def main() -> None:
         chosen = {"dense", "wanda-50", "sparsegpt-2:4", "shrink-layers4", "sparsegpt-50+recovery"}
 
     rows, models = [], {}
+    results_name = "hf_smollm2" + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
+    settings = {k: getattr(args, k) for k in ("samples", "seq_len", "eval_tokens",
+                                              "recover_steps", "recover_batch", "threads")}
+    settings["eval_tokens_used"] = int(windows.numel())
+
+    def checkpoint() -> None:  # a long run that dies late still leaves what it measured
+        write_results(results_name, {"settings": settings, "rows": rows, "complete": False})
     dense_ppl = perplexity(dense, windows)
     params, _ = parameter_count(dense)
     rows.append({"variant": "dense", "perplexity": dense_ppl, "params": params, "nonzero": params,
@@ -114,6 +122,7 @@ def main() -> None:
                      "layer_sparsity": report.sparsity, "file_bytes": compressed_bytes(model)})
         models[name] = model
         print(f"{name}: perplexity {rows[-1]['perplexity']:.2f} in {report.seconds:.0f} s", flush=True)
+        checkpoint()
     if wanted("sparsegpt-50+recovery") and args.recover_steps and "sparsegpt-50" in models:
         student = models["sparsegpt-50"]
         batches = batches_of(calibration_windows(token_ids(tokenizer, corpus_text("calibration")),
@@ -126,6 +135,7 @@ def main() -> None:
                      "recovery": dataclasses.asdict(recovery),
                      "file_bytes": compressed_bytes(student)})
         print(f"recovered: perplexity {rows[-1]['perplexity']:.2f}", flush=True)
+        checkpoint()
     for name, amounts in SHRINK.items():
         if not wanted(name):
             continue
@@ -139,6 +149,7 @@ def main() -> None:
                      "layers_removed": report.layers_removed})
         models[name] = model
         print(f"{name}: perplexity {rows[-1]['perplexity']:.2f}", flush=True)
+        checkpoint()
     shrunk = {n: m for n, m in models.items() if n.startswith("shrink")}
     timing = latency({"dense": dense, **shrunk}, {"input_ids": windows[:1]},
                      repeats=3 if args.quick else 15, threads=args.threads)
@@ -152,11 +163,7 @@ def main() -> None:
           f"{r['nonzero']:,}", f"{r['file_bytes'] / 1e6:.1f}", f"{r['seconds']:.0f}",
           f"{r['latency_ms']:.1f}" if "latency_ms" in r else "—"] for r in rows],
     )
-    settings = {k: getattr(args, k) for k in ("samples", "seq_len", "eval_tokens",
-                                              "recover_steps", "recover_batch", "threads")}
-    settings["eval_tokens_used"] = int(windows.numel())
-    path = write_results("hf_smollm2_quick" if args.quick else "hf_smollm2",
-                         {"settings": settings, "rows": rows})
+    path = write_results(results_name, {"settings": settings, "rows": rows, "complete": True})
     print(f"results: {path}")
 
 

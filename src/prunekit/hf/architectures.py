@@ -219,3 +219,22 @@ def weight_rows(module: nn.Module) -> torch.Tensor:
 
 def out_features(module: nn.Module) -> int:
     return int(weight_rows(module).shape[0])
+
+
+def structured_pruning_hint(model: object) -> str | None:
+    """What to tell a user who hands an HF model to ``prunekit.structured.prune_channels``.
+
+    torch.fx cannot trace HF's forward code, so the graph-based pruner fails on it (or, wrapped,
+    finds no unit to remove); the adapters here do the same job. None for other models.
+
+    >>> structured_pruning_hint(nn.Linear(2, 2)) is None
+    True
+    """
+    if not is_hf_model(model):
+        return None
+    return (
+        f"{type(model).__name__} is a Hugging Face model, whose forward code torch.fx cannot "
+        "trace; prune it with prunekit.hf.shrink(model, batches, heads=..., ffn=..., layers=...) "
+        "(or `prunekit shrink`) for heads/FFN units/layers, and prunekit.hf.prune_oneshot for "
+        "unstructured or N:M sparsity"
+    )

@@ -144,7 +144,7 @@ def distill(
                 if enforcement:
                     enforcement.on_before_step(step, student, optimizer)
                 optimizer.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 bar.update(task, advance=1)
     finally:
         if enforcement:

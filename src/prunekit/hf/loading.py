@@ -21,10 +21,12 @@ into place in one rename, so an interrupted save never leaves half a model where
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +71,36 @@ def _auto_class(config: Any, task: str) -> Any:
 
 
 def load_pretrained(
-    source: str | os.PathLike[str], *, task: str = "auto", dtype: torch.dtype = torch.float32
+    source: str | os.PathLike[str],
+    *,
+    task: str = "auto",
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
 ) -> tuple[nn.Module, Any]:
     """``(model, tokenizer)`` from an HF folder or a ``.gguf`` file; tokenizer None if absent.
 
     ``task="auto"`` builds the causal LM when the config names one (``*ForCausalLM``), else the
     base model (``AutoModel``: encoders such as BERT).
     """
-    transformers = _transformers()
-    source = Path(source)
+    with hf_progress_bars(progress):
+        return _load(_transformers(), Path(source), task, dtype)
+
+
+@contextlib.contextmanager
+def hf_progress_bars(enabled: bool) -> Iterator[None]:
+    """transformers' own progress bars (loading, writing shards) on or off for the body."""
+    bars = _transformers().utils.logging
+    if enabled:
+        yield
+        return
+    bars.disable_progress_bar()
+    try:
+        yield
+    finally:
+        bars.enable_progress_bar()
+
+
+def _load(transformers: Any, source: Path, task: str, dtype: torch.dtype) -> tuple[nn.Module, Any]:
     if source.suffix.lower() == ".gguf":
         return _load_gguf(source, dtype)
     if not (source / "config.json").is_file():

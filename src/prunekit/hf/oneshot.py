@@ -106,8 +106,6 @@ def _targets(
     layers = decoder_layers(model)
     if allocation == "uniform":
         return [base] * len(layers)
-    if base.is_nm:
-        raise ValueError("allocation='owl' varies sparsity per layer, which N:M cannot; use uniform")
     inputs = capture_layer_inputs(model, batches)
     ratios = []
     for layer in layers:
@@ -136,6 +134,20 @@ def _prune_weight(
     rows.mul_(row_keep_mask(scores, target))
 
 
+def check_options(
+    method: str, sparsity: float | None, nm: tuple[int, int] | None, allocation: str
+) -> Target:
+    """The target of a one-shot run, or an error naming the bad option (before any work)."""
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} is not one of {METHODS}")
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation {allocation!r} is not one of {ALLOCATIONS}")
+    target = Target(n=nm[0], m=nm[1]) if nm else Target(sparsity=sparsity)
+    if target.is_nm and allocation != "uniform":
+        raise ValueError("allocation='owl' varies sparsity per layer, which N:M cannot; use uniform")
+    return target
+
+
 @torch.no_grad()
 def prune_oneshot(
     model: nn.Module,
@@ -155,11 +167,7 @@ def prune_oneshot(
     ``batches`` are keyword inputs for the model (``input_ids``, ``attention_mask`` …; for
     magnitude they are not used). Give ``sparsity`` (unstructured) or ``nm=(n, m)``.
     """
-    if method not in METHODS:
-        raise ValueError(f"method {method!r} is not one of {METHODS}")
-    if allocation not in ALLOCATIONS:
-        raise ValueError(f"allocation {allocation!r} is not one of {ALLOCATIONS}")
-    base = Target(n=nm[0], m=nm[1]) if nm else Target(sparsity=sparsity)
+    base = check_options(method, sparsity, nm, allocation)
     start = time.perf_counter()
     was_training = model.training
     model.eval()

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.hf.architectures import decoder_layers, ffn_width, head_layout
-from prunekit.hf.importance import layer_distances, unit_scores
+from prunekit.hf.importance import UNIT_CRITERIA, layer_distances, unit_scores
 from prunekit.hf.layerwise import Batch
 from prunekit.hf.rewrite import keep_ffn_units, keep_heads, keep_layers, layer_shapes, sync_config
 
@@ -62,9 +62,15 @@ class ShrinkReport:
     shapes: list[dict[str, int]] = field(default_factory=list)
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"--{name} is a fraction in [0, 1), got {value}")
+def check_amounts(heads: float, ffn: float, layers: int, criterion: str) -> None:
+    """An error naming the bad option, before any work."""
+    for name, value in (("heads", heads), ("ffn", ffn)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"--{name} is a fraction in [0, 1), got {value}")
+    if layers < 0:
+        raise ValueError(f"--layers is a number of layers >= 0, got {layers}")
+    if criterion not in UNIT_CRITERIA:
+        raise ValueError(f"criterion {criterion!r} is not one of {UNIT_CRITERIA}")
 
 
 def _gqa_plan(scores: Tensor, query_heads: int, kv_heads: int, fraction: float) -> list[int]:
@@ -134,8 +140,7 @@ def shrink(
 ) -> ShrinkReport:
     """Remove ``heads`` and ``ffn`` fractions of every layer's heads/FFN units and the ``layers``
     least important layers from ``model``, in place; see the module docs."""
-    _check_fraction("heads", heads)
-    _check_fraction("ffn", ffn)
+    check_amounts(heads, ffn, layers, criterion)
     count = len(decoder_layers(model))
     if not 0 <= layers < count:
         raise ValueError(f"--layers must be in [0, {count - 1}] for this {count}-layer model")

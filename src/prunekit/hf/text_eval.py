@@ -89,11 +89,11 @@ def recall_at_1(queries: Tensor, passages: Tensor) -> float:
     return float((sims.argmax(dim=1) == torch.arange(len(queries))).float().mean())
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"']))\s+(?=[A-Z\"'])")
 
 
 def sentences(text: str) -> list[str]:
-    """``text`` cut after ``.``, ``!`` or ``?`` followed by a capitalised word."""
+    """``text`` cut after ``.``, ``!`` or ``?`` (and a closing quote) before a capitalised word."""
     return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 
 

@@ -25,9 +25,9 @@ from typing import Any
 from prunekit.hf.architectures import architecture_of
 from prunekit.hf.corpus import calibration_batches, read_text_file
 from prunekit.hf.distill import distill
-from prunekit.hf.loading import COMPRESSED_NAME, load_pretrained, save_pretrained
-from prunekit.hf.oneshot import prune_oneshot
-from prunekit.hf.shrink import shrink
+from prunekit.hf.loading import COMPRESSED_NAME, hf_progress_bars, load_pretrained, save_pretrained
+from prunekit.hf.oneshot import check_options, prune_oneshot
+from prunekit.hf.shrink import check_amounts, shrink
 from prunekit.hf.text_eval import parameter_count
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,10 @@ log = logging.getLogger(__name__)
 REPORT_NAME = "prunekit_report.json"
 
 
-def _prepare(model_source: Path, calibration: Path, samples: int, seq_len: int, batch_size: int):
+def _prepare(model_source: Path, calibration: Path, samples: int, seq_len: int, batch_size: int,
+             progress: bool):  # fmt: skip
     text = read_text_file(calibration)
-    model, tokenizer = load_pretrained(model_source)
+    model, tokenizer = load_pretrained(model_source, progress=progress)
     if tokenizer is None:
         raise ValueError(f"{model_source} has no tokenizer; calibration text needs one beside it")
     batches = calibration_batches(tokenizer, text, samples=samples, seq_len=seq_len,
@@ -58,8 +59,9 @@ def oneshot_to_dir(
     recover_steps: int = 0, progress: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """One-shot prune ``model_source`` and write ``out_dir``; returns the report."""
+    check_options(method, sparsity, nm, allocation)  # bad options fail before the model loads
     model, tokenizer, batches = _prepare(Path(model_source), Path(calibration), samples,
-                                         seq_len, batch_size)  # fmt: skip
+                                         seq_len, batch_size, progress)  # fmt: skip
     dense = copy.deepcopy(model) if recover_steps else None
     result = prune_oneshot(model, batches, method=method, sparsity=sparsity, nm=nm,
                            allocation=allocation, progress=progress)  # fmt: skip
@@ -73,8 +75,9 @@ def oneshot_to_dir(
         "layer_targets": result.layer_targets, "seconds": result.seconds, "recovery": recovery,
         "files": {"hf": "config.json + model.safetensors", "compressed": COMPRESSED_NAME},
     }  # fmt: skip
-    save_pretrained(model, tokenizer, out_dir, compressed=True,
-                    extra_files={REPORT_NAME: json.dumps(report, indent=2) + "\n"})  # fmt: skip
+    with hf_progress_bars(progress):
+        save_pretrained(model, tokenizer, out_dir, compressed=True,
+                        extra_files={REPORT_NAME: json.dumps(report, indent=2) + "\n"})  # fmt: skip
     return report
 
 
@@ -85,8 +88,9 @@ def shrink_to_dir(
     recover_steps: int = 0, progress: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """Shrink ``model_source`` in width and depth and write ``out_dir``; returns the report."""
+    check_amounts(heads, ffn, layers, criterion)  # bad options fail before the model loads
     model, tokenizer, batches = _prepare(Path(model_source), Path(calibration), samples,
-                                         seq_len, batch_size)  # fmt: skip
+                                         seq_len, batch_size, progress)  # fmt: skip
     dense = copy.deepcopy(model) if recover_steps else None
     result = shrink(model, batches, heads=heads, ffn=ffn, layers=layers, criterion=criterion,
                     uniform=uniform)  # fmt: skip
@@ -104,6 +108,7 @@ def shrink_to_dir(
         report["not_hf_loadable"] = f"from_pretrained cannot rebuild this model: {why}"
         log.warning("%s; writing %s only (load it with prunekit.load)",
                     report["not_hf_loadable"], COMPRESSED_NAME)  # fmt: skip
-    save_pretrained(model, tokenizer, out_dir, hf_files=result.config_describes_model,
-                    extra_files={REPORT_NAME: json.dumps(report, indent=2) + "\n"})  # fmt: skip
+    with hf_progress_bars(progress):
+        save_pretrained(model, tokenizer, out_dir, hf_files=result.config_describes_model,
+                        extra_files={REPORT_NAME: json.dumps(report, indent=2) + "\n"})  # fmt: skip
     return report
