@@ -73,35 +73,36 @@ def check_amounts(heads: float, ffn: float, layers: int, criterion: str) -> None
         raise ValueError(f"criterion {criterion!r} is not one of {UNIT_CRITERIA}")
 
 
+def _best(scores: Tensor, fraction: float) -> list[int]:
+    """Indices of the best ``1 − fraction`` of ``scores`` (at least one)."""
+    keep = max(1, len(scores) - round(len(scores) * fraction))
+    return scores.topk(keep).indices.tolist()
+
+
 def _gqa_plan(scores: Tensor, query_heads: int, kv_heads: int, fraction: float) -> list[int]:
     """Query heads to keep in one GQA layer: equal counts per group, or whole groups."""
     group = query_heads // kv_heads
-    per_group = group - round(group * fraction)
-    if group > 1 and 0 < per_group < group or fraction == 0:
-        keep = []
-        for g in range(kv_heads):
-            members = torch.arange(g * group, (g + 1) * group)
-            best = scores[members].topk(max(per_group, 1) if fraction else group).indices
-            keep += members[best].tolist()
-        return keep
+    if round(group * fraction) < group:  # every group keeps some of its query heads
+        return [g * group + i for g in range(kv_heads)
+                for i in _best(scores[g * group : (g + 1) * group], fraction)]  # fmt: skip
     groups = kv_heads - round(kv_heads * fraction)
     if groups < 1:
         raise ValueError(f"removing {fraction:.0%} of the heads would remove every KV group")
-    group_scores = scores.view(kv_heads, group).sum(1)
-    kept_groups = group_scores.topk(groups).indices
+    kept_groups = scores.view(kv_heads, group).sum(1).topk(groups).indices
     return [int(g) * group + i for g in kept_groups for i in range(group)]
 
 
-def _plan_heads(model: nn.Module, scores: list[Tensor], fraction: float, uniform: bool) -> list[list[int]]:
+def _plan_heads(
+    model: nn.Module, scores: list[Tensor], fraction: float, uniform: bool
+) -> list[list[int]]:
     layouts = [head_layout(model, i) for i in range(len(scores))]
-    if uniform or layouts[0].group_size > 1:
-        if not uniform:
-            raise ValueError("non-uniform head pruning of a GQA model is not supported; use uniform")
-        if layouts[0].group_size > 1:
-            return [_gqa_plan(s, lay.query_heads, lay.kv_heads, fraction)
-                    for s, lay in zip(scores, layouts)]  # fmt: skip
-        return [s.topk(len(s) - round(len(s) * fraction)).indices.tolist() for s in scores]
-    return _global_keep(scores, fraction)
+    gqa = layouts[0].group_size > 1
+    if gqa and not uniform:
+        raise ValueError("non-uniform head pruning of a GQA model is not supported; use uniform")
+    if gqa:
+        return [_gqa_plan(s, lay.query_heads, lay.kv_heads, fraction)
+                for s, lay in zip(scores, layouts)]  # fmt: skip
+    return [_best(s, fraction) for s in scores] if uniform else _global_keep(scores, fraction)
 
 
 def _global_keep(scores: list[Tensor], fraction: float) -> list[list[int]]:
@@ -123,9 +124,7 @@ def _global_keep(scores: list[Tensor], fraction: float) -> list[list[int]]:
 
 
 def _ffn_plan(scores: list[Tensor], fraction: float, uniform: bool) -> list[list[int]]:
-    if uniform:
-        return [s.topk(len(s) - round(len(s) * fraction)).indices.tolist() for s in scores]
-    return _global_keep(scores, fraction)
+    return [_best(s, fraction) for s in scores] if uniform else _global_keep(scores, fraction)
 
 
 def shrink(
