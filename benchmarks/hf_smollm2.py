@@ -81,7 +81,9 @@ def main() -> None:
     parser.add_argument("--recover-steps", type=int, default=40)
     parser.add_argument("--recover-batch", type=int, default=4)
     parser.add_argument("--only", default="", help="comma-separated variant names")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="threads for pruning and quality")
+    parser.add_argument("--latency-threads", type=int, default=2, help="threads for latency")
+    parser.add_argument("--latency-repeats", type=int, default=15)
     parser.add_argument("--tag", default="", help="suffix of the results file (parallel runs)")
     args = parser.parse_args()
     if args.quick:
@@ -100,7 +102,8 @@ def main() -> None:
     rows, models = [], {}
     results_name = "hf_smollm2" + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     settings = {k: getattr(args, k) for k in ("samples", "seq_len", "eval_tokens",
-                                              "recover_steps", "recover_batch", "threads")}
+                                              "recover_steps", "recover_batch", "threads",
+                                              "latency_threads")}
     settings["eval_tokens_used"] = int(windows.numel())
 
     def checkpoint() -> None:  # a long run that dies late still leaves what it measured
@@ -152,7 +155,8 @@ def main() -> None:
         checkpoint()
     shrunk = {n: m for n, m in models.items() if n.startswith("shrink")}
     timing = latency({"dense": dense, **shrunk}, {"input_ids": windows[:1]},
-                     repeats=3 if args.quick else 15, threads=args.threads)
+                     repeats=3 if args.quick else args.latency_repeats,
+                     threads=args.latency_threads)
     for row in rows:
         row.update(timing.get(row["variant"], {}))
         row["ppl_vs_dense"] = row["perplexity"] / dense_ppl
