@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from prunekit.export.architecture import describe, rebuild, trace
+from prunekit.hf.architectures import is_hf_model
 from prunekit.masks import has_masks
 from prunekit.sparse.storage import (
     Format,
@@ -42,6 +43,7 @@ from prunekit.sparse.storage import (
 )
 
 ARCHITECTURE_KEY = "prunekit.architecture"
+HF_CLASS_KEY = "prunekit.hf.class"  # prunekit.hf.saving.KEY_CLASS, without importing transformers
 ALIGNMENT = 64  # bytes: what torch's CPU allocator guarantees and vector kernels expect
 
 logger = logging.getLogger(__name__)
@@ -71,6 +73,10 @@ def save(
             "the model still holds pruning masks (buffers named *_mask); call "
             "prunekit.masks.strip(model) to make the pruning permanent, then save"
         )
+    if is_hf_model(model):  # HF code does not trace; prunekit.hf stores class + config + shapes
+        from prunekit.hf.saving import save_hf
+
+        return save_hf(model, path, format=format, values_dtype=values_dtype)
     graph_module = trace(model)
     description = describe(graph_module)
     state = {k: v for k, v in graph_module.state_dict().items() if k not in description["tied"]}
@@ -104,7 +110,12 @@ def load(path: str | os.PathLike[str], *, trust: bool = False) -> nn.Module:
             f"{path} is an ONNX model; prunekit loads its own safetensors files. Run it with "
             "onnxruntime.InferenceSession(path), or load the prunekit file saved beside it"
         )
-    architecture = read_metadata(path).get(ARCHITECTURE_KEY)
+    metadata = read_metadata(path)
+    if HF_CLASS_KEY in metadata:
+        from prunekit.hf.saving import load_hf
+
+        return load_hf(path)
+    architecture = metadata.get(ARCHITECTURE_KEY)
     if architecture is None:
         raise StorageError(
             f"{path} holds weights only, no architecture: build the model in code and call "

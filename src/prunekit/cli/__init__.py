@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from prunekit.cli import dashboard, prune, recipes
+from prunekit.cli import dashboard, hf, prune, recipes
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True,
@@ -30,5 +30,7 @@ app.command()(recipes.validate)
 app.command()(recipes.run)
 app.command()(prune.prune)
 app.command()(dashboard.dashboard)
+app.command()(hf.oneshot)
+app.command()(hf.shrink)
 
 __all__ = ["app"]
