@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunekit.export.architecture import describe, rebuild, trace
+from prunekit.export.architecture import ArchitectureError, describe, rebuild, trace
 from prunekit.masks import has_masks
 from prunekit.sparse.storage import (
     Format,
@@ -112,11 +112,14 @@ def load(path: str | os.PathLike[str], *, trust: bool = False) -> nn.Module:
             "prunekit.save(model, path) to make it loadable on its own"
         )
     state = {name: _aligned(tensor) for name, tensor in load_state_dict(path).items()}
-    try:
+    try:  # the checksum has vouched for the text; what it says is checked by rebuild
         description = json.loads(architecture)
-    except json.JSONDecodeError as err:
-        raise StorageError(f"{path}: the architecture metadata is damaged ({err})") from err
-    return rebuild(description, state)
+    except (ValueError, RecursionError) as err:
+        raise StorageError(f"{path}: the architecture metadata is damaged ({err})") from None
+    try:
+        return rebuild(description, state)
+    except ArchitectureError as err:
+        raise ArchitectureError(f"{path}: {err}") from err
 
 
 def _aligned(tensor: torch.Tensor) -> torch.Tensor:
