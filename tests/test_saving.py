@@ -181,14 +181,14 @@ def test_pickles_are_refused_unless_trusted(tmp_path: Path) -> None:
     model = nn.Sequential(nn.Linear(3, 2)).eval()
     path = tmp_path / "model.pt"
     torch.save(model, path)
-    with pytest.raises(StorageError, match="pickle.*trust=True"):
+    with pytest.raises(StorageError, match="pickle.*trust_pickle=True"):
         prunekit.load(path)
-    trusted = prunekit.load(path, trust=True)
+    trusted = prunekit.load(path, trust_pickle=True)
     x = torch.randn(2, 3)
     assert torch.equal(trusted(x), model(x))
     torch.save(model.state_dict(), tmp_path / "state.pt")
     with pytest.raises(StorageError, match="not a model"):
-        prunekit.load(tmp_path / "state.pt", trust=True)
+        prunekit.load(tmp_path / "state.pt", trust_pickle=True)
 
 
 def test_onnx_files_point_to_onnxruntime(tmp_path: Path) -> None:

@@ -50,8 +50,10 @@ def test_the_gate_refuses_before_the_file_is_even_looked_at() -> None:
 def test_the_source_digest_follows_the_file(tmp_path: Path) -> None:
     path = tmp_path / "net.py"
     path.write_text("def make():\n    return 1\n")
-    assert source_digest(f"{path}:make") == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert source_digest("lenet5") is None
-    assert source_digest("json:loads") == hashlib.sha256(
-        Path(__import__("json").__file__).read_bytes()
-    ).hexdigest()
+    digest = source_digest(f"{path}:make", trust_code=False)  # read, not imported
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert source_digest("lenet5", trust_code=False) is None
+    json_source = Path(__import__("json").__file__).read_bytes()
+    assert source_digest("json:loads", trust_code=True) == hashlib.sha256(json_source).hexdigest()
+    with pytest.raises(UntrustedCodeError):
+        source_digest("json:loads", trust_code=False)  # a module must be imported to be found

@@ -27,7 +27,7 @@ from torch import nn
 from prunekit.data import Dataset, load_dataset
 from prunekit.evaluate import layer_sparsity, measure
 from prunekit.io import remove_stray_temporaries, write_text_atomic
-from prunekit.models import build_model, resolve_factory
+from prunekit.models import build_model
 from prunekit.recipe import (
     IterativeSpec,
     ModelSpec,
@@ -51,7 +51,7 @@ from prunekit.resume import (
 )
 from prunekit.sparse.storage import StorageError, load_state_dict
 from prunekit.train import Distillation, fit
-from prunekit.user_code import source_digest
+from prunekit.user_code import require_trust, source_digest
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,14 @@ def _build(ctx: RunContext, spec_override: ModelSpec | None = None) -> nn.Module
 
 def _identity(recipe: Recipe, data: Dataset, trust_code: bool) -> str:
     """Fingerprint of what the recipe's text does not show: the data's contents, prunekit's
-    version, and the source of every user factory (imported here, if trusted, to find it)."""
+    version, and the source of every user factory (refused here if not trusted)."""
     specs = [recipe.model, *(v.model for v in recipe.variants if v.model is not None)]
     for spec in specs:
-        resolve_factory(spec.name, trust_code=trust_code)
+        require_trust(spec.name, trust_code=trust_code, what="model")
     return fingerprint(
         importlib.metadata.version("prunekit"),
         tensors_digest(data.x_train, data.y_train, data.x_test, data.y_test),
-        {spec.name: source_digest(spec.name) for spec in specs},
+        {spec.name: source_digest(spec.name, trust_code=trust_code) for spec in specs},
     )
 
 

@@ -333,7 +333,7 @@ class MeasureSpec(_Strict):
 
 
 class Recipe(_Strict):
-    name: str
+    name: Annotated[str, Field(min_length=1, max_length=200)]  # a title, shown in every table
     seed: Seed = 0
     data: DataSpec = DataSpec()
     model: ModelSpec

@@ -108,17 +108,21 @@ def import_object(spec: str, *, trust_code: bool, what: str) -> Any:
     return value
 
 
-def source_digest(spec: str) -> str | None:
-    """SHA-256 of the source file ``spec`` was imported from (None for registry names, or for a
-    module without a source file): fingerprints change when the user's code does."""
+def source_digest(spec: str, *, trust_code: bool) -> str | None:
+    """SHA-256 of the source ``spec`` comes from (None for registry names, or for a module
+    without a source file): fingerprints change when the user's code does.
+
+    A file is read, not imported; a module is imported (once: Python caches it) to find its file,
+    so it needs ``trust_code`` like any import.
+    """
     if not names_code(spec):
         return None
-    location = spec.rpartition(":")[0]
+    location, _ = _split(spec, "code")
     if location.endswith(".py"):
         path: str | None = location
     else:
-        module = sys.modules.get(location)
-        path = getattr(module, "__file__", None)
+        import_object(spec, trust_code=trust_code, what="code")
+        path = getattr(sys.modules.get(location), "__file__", None)
     if path is None or not Path(path).is_file():
         return None
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -143,7 +143,8 @@ def rebuild(description: Any, state: Mapping[str, Tensor]) -> fx.GraphModule:
             owner = _registered(rebuilt, owner_path) if owner_path else rebuilt
             setattr(owner, attribute, _tensor_at(rebuilt, checked_path(source)))
     except (RuntimeError, AttributeError, KeyError, TypeError, ValueError, IndexError) as err:
-        raise ArchitectureError(f"architecture and weights do not fit together: {err}") from err
+        problem = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())[:400]
+        raise ArchitectureError(f"architecture and weights do not fit together: {problem}") from err
     _check_materialised(rebuilt)
     rebuilt.train(_flag(description, "training", "the model"))
     for path, spec in modules.items():
@@ -198,7 +199,8 @@ def _build_module(path: str, spec: Any) -> nn.Module:
         with torch.device("meta"):
             return leaf.cls(**config)
     except Exception as err:  # an allowlisted constructor refusing its arguments, in any way
-        raise ArchitectureError(f"layer {path!r} ({spec['type']}) cannot be built: {err}") from err
+        problem = " ".join(str(err).split())[:300]
+        raise ArchitectureError(f"layer {path!r} ({spec['type']}) cannot be built: {problem}") from err
 
 
 def _attribute(target: str, kind: Any, state: Mapping[str, Tensor]) -> Tensor:
