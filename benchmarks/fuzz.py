@@ -38,15 +38,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from common import print_table, write_results
 from fuzz.harness import STATUSES
+from fuzz.model_cases import peak_rss, reset_peak_rss
 
 CATEGORIES = ("recipes", "files", "bitflips", "bombs")
 KILL_SECONDS = 60
 MEMORY_LIMIT = 12 * 2**30
 GREW_TOO_MUCH = 2**30
-
-
-def _peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _recipe_work(seed: int, scale: float, folder: Path) -> list[Any]:
@@ -81,17 +78,18 @@ def _file_work(kind: str, seed: int, scale: float, folder: Path) -> list[Any]:
     )
 
     import prunekit
-    from prunekit.sparse.storage import save_state_dict
+    from prunekit.sparse.storage import load_state_dict, save_state_dict
 
     canary, path = folder / "canary", folder / "case.safetensors"
-    if kind == "bombs":
+    if kind == "bombs":  # weight files: load_state_dict is the path that decodes them
+
+
         def small() -> bytes:
             w = torch.zeros(64)
             w[::16] = 1.0
             return save_state_dict({"w": w}, folder / "small.safetensors").read_bytes()
 
-        ref = None
-        return [(lambda c=c: run_model_case(c, path, canary, prunekit.load, ref))
+        return [(lambda c=c: run_model_case(c, path, canary, load_state_dict, None))
                 for c in bombs(small, seed)]  # fmt: skip
     files, refs = {}, {}
     for name, (model, example, options) in originals().items():
@@ -100,9 +98,11 @@ def _file_work(kind: str, seed: int, scale: float, folder: Path) -> list[Any]:
     if kind == "files":
         cases = tampered_files(files, resigner(folder), canary, seed, scale)
     else:
-        cases = [ModelCase(f"flip-{name}#{i}", "bitflip", name, flipped, "reject")
-                 for name, data in files.items()
-                 for i, flipped in enumerate(header_bit_flips(data, round(500 * scale), seed))]
+        cases = [
+            ModelCase(f"flip-{name}#{i}", "bitflip", name, flipped, "reject")
+            for name, data in files.items()
+            for i, flipped in enumerate(header_bit_flips(data, round(500 * scale), seed))
+        ]
     return [(lambda c=c: run_model_case(c, path, canary, prunekit.load, refs[c.original]))
             for c in cases]  # fmt: skip
 
@@ -115,7 +115,8 @@ def worker(kind: str, seed: int, scale: float, start: int) -> None:
                 else _file_work(kind, seed, scale, folder))  # fmt: skip
         print(json.dumps({"total": len(work)}), flush=True)
         for index in range(start, len(work)):
-            before = _peak()
+            reset_peak_rss()
+            before = peak_rss()
             try:
                 outcome = work[index]()
                 record = {"case": outcome.case, "category": outcome.category,
@@ -125,7 +126,7 @@ def worker(kind: str, seed: int, scale: float, start: int) -> None:
             except Exception as err:  # noqa: BLE001  (an error in the harness itself)
                 record = {"case": f"#{index}", "category": kind, "status": "traceback",
                           "detail": f"harness: {type(err).__name__}: {err}"}  # fmt: skip
-            record.update(index=index, grew=_peak() - before)
+            record.update(index=index, grew=peak_rss() - before)
             print(json.dumps(record), flush=True)
 
 
@@ -180,6 +181,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tenth of the cases")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="fuzz", help="results/<name>.json")
+    parser.add_argument("--only", choices=CATEGORIES, nargs="+", default=list(CATEGORIES))
     parser.add_argument("--worker", choices=CATEGORIES, help=argparse.SUPPRESS)
     parser.add_argument("--scale", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
@@ -190,14 +192,16 @@ def main() -> None:
     import prunekit
 
     scale = 0.1 if args.quick else args.scale
-    records = [r for kind in CATEGORIES for r in supervise(kind, args.seed, scale)]
+    records = [r for kind in args.only for r in supervise(kind, args.seed, scale)]
     statuses = (*STATUSES, "memory")
     table: dict[str, Counter[str]] = {}
     for record in records:
         table.setdefault(record["category"], Counter())[record["status"]] += 1
     print(f"prunekit from {Path(prunekit.__file__).parent}")
-    print_table(["category", "cases", *statuses],
-                [[c, sum(n.values()), *(n[s] for s in statuses)] for c, n in table.items()])
+    print_table(
+        ["category", "cases", *statuses],
+        [[c, sum(n.values()), *(n[s] for s in statuses)] for c, n in table.items()],
+    )
     findings = [r for r in records if r["status"] not in ("refused", "accepted")]
     for record in findings[:40]:
         print(f"  {record['status']:>16}  {record['case']}: {record['detail'][:150]}")

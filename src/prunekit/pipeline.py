@@ -24,10 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit.data import Dataset, load_dataset
+from prunekit.data import Dataset
 from prunekit.evaluate import layer_sparsity, measure
 from prunekit.io import remove_stray_temporaries, write_text_atomic
 from prunekit.models import build_model
+from prunekit.preflight import RunError, check_model_takes_data, load_data, output_folder
 from prunekit.recipe import (
     IterativeSpec,
     ModelSpec,
@@ -57,9 +58,7 @@ log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 
-
-class RunError(ValueError):
-    """A run that cannot start or go on (output folder, data, model); the message is one line."""
+__all__ = ["RunError", "run_recipe"]
 
 
 @dataclass
@@ -94,27 +93,6 @@ def _identity(recipe: Recipe, data: Dataset, trust_code: bool) -> str:
     )
 
 
-def _check_model_takes_data(model: nn.Module, data: Dataset, spec: ModelSpec, loss: str) -> None:
-    """One eval-mode forward on two training samples, so a shape mismatch fails here in one
-    line instead of deep inside the first epoch."""
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            out = model.eval()(data.x_train[:2])
-    except Exception as err:  # whatever the model's forward raises on these inputs
-        raise RunError(
-            f"model {spec.name!r} cannot take data {data.name!r} (samples of shape "
-            f"{list(data.input_shape)}): {type(err).__name__}: {str(err).splitlines()[0]}; set "
-            "model.kwargs to fit the data (e.g. in_channels, in_features, num_classes)"
-        ) from err
-    finally:
-        model.train(was_training)
-    classes = out.shape[-1] if isinstance(out, torch.Tensor) and out.dim() == 2 else None
-    if loss in ("cross_entropy", "sparsemax") and classes is not None and classes < data.num_classes:
-        raise RunError(
-            f"model {spec.name!r} outputs {classes} classes but data {data.name!r} has "
-            f"{data.num_classes}; set model.kwargs (e.g. num_classes: {data.num_classes})"
-        )
 
 
 def _schedule(spec: ScheduleSpec) -> Any:
@@ -296,14 +274,20 @@ def _baseline(ctx: RunContext) -> tuple[nn.Module, Row]:
     directory = ctx.out_dir / "baseline"
     model = _build(ctx)
     loss = recipe.train.loss or "cross_entropy"
-    _check_model_takes_data(model, ctx.data, recipe.model, loss)
+    check_model_takes_data(model, ctx.data, recipe.model, loss)
     row = finished_row(directory, wanted, "baseline")
     if row is not None:
         model.load_state_dict(load_state_dict(directory / "model.safetensors"))
         log.info("baseline: reusing finished result in %s", directory)
         return model, row
     if loaded:
-        model.load_state_dict(load_state_dict(loaded))
+        try:
+            model.load_state_dict(load_state_dict(loaded))
+        except RuntimeError as err:  # keys or shapes of another model
+            problem = str(err).splitlines()[0]
+            raise RunError(
+                f"baseline.load {loaded!r} does not fit model {recipe.model.name!r}: {problem}"
+            ) from err
     else:
         settings = recipe.baseline.train.over(recipe.train)
         _fit(ctx, model, settings, seed=recipe.seed, description="baseline",
@@ -334,8 +318,8 @@ def run_recipe(
     """
     from prunekit.masks import strip
 
-    out = _output_folder(Path(out_dir))
-    data = _load_data(recipe)
+    out = output_folder(Path(out_dir))
+    data = load_data(recipe)
     for stray in remove_stray_temporaries(out):
         log.warning("removed %s, left half-written by an interrupted run", stray)
     write_text_atomic(out / "recipe.json", recipe.model_dump_json(indent=2) + "\n")
@@ -356,7 +340,8 @@ def run_recipe(
             model = copy.deepcopy(baseline)
         else:
             model = _build(ctx, variant.model)
-            _check_model_takes_data(model, data, variant.model or recipe.model, _final_loss(ctx, variant))
+            spec, loss = variant.model or recipe.model, _final_loss(ctx, variant)
+            check_model_takes_data(model, data, spec, loss)
         _run_stages(ctx, model, variant)
         strip(model)
         rows.append(_measure(ctx, variant.name, model, _final_loss(ctx, variant), wanted))
@@ -366,35 +351,8 @@ def run_recipe(
     return rows
 
 
-def _output_folder(out: Path) -> Path:
-    """``out``, created, or one line saying why it cannot be (a file, under a file, read-only)."""
-    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise RunError(f"--out {str(out)!r}: {str(blocker)!r} is a file, not a folder; choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".prunekit-write-probe"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise RunError(
-            f"--out {str(out)!r} cannot be written ({err.strerror or err}); choose another --out"
-        ) from None
-    return out
 
 
-def _load_data(recipe: Recipe) -> Dataset:
-    spec = recipe.data
-    try:
-        return load_dataset(
-            spec.name,
-            test_fraction=spec.test_fraction,
-            seed=recipe.seed,
-            **({"path": spec.path} if spec.path else {}),
-            **spec.options,
-        )
-    except (ValueError, TypeError, OSError) as err:
-        raise RunError(f"data {spec.name!r} cannot be loaded: {err}") from err
 
 
 def _reload(ctx: RunContext, variant: VariantSpec) -> nn.Module:

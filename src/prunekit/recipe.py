@@ -89,7 +89,8 @@ class DataSpec(_Strict):
             if key not in parameters:
                 raise ValueError(
                     f"data {self.name!r} has no option {key!r}"
-                    f"{did_you_mean(key, parameters) or ''}; its options: {sorted(parameters) or 'none'}"
+                    f"{did_you_mean(key, parameters) or ''}; "
+                    f"its options: {sorted(parameters) or 'none'}"
                 )
             default = parameters[key].default
             if type(default) in (int, float, bool, str) and not _same_kind(value, default):

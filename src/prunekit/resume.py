@@ -51,7 +51,8 @@ def fingerprint(*parts: Any) -> str:
 def tensors_digest(*tensors: torch.Tensor) -> str:
     """SHA-256 of tensors' shapes, dtypes and bytes: the identity of a data set as trained on.
 
-    >>> tensors_digest(torch.zeros(2)) == tensors_digest(torch.zeros(2)) != tensors_digest(torch.ones(2))
+    >>> zeros, ones = tensors_digest(torch.zeros(2)), tensors_digest(torch.ones(2))
+    >>> zeros == tensors_digest(torch.zeros(2)) != ones
     True
     """
     digest = hashlib.sha256()
@@ -73,7 +74,8 @@ def file_digest(path: str | Path) -> str:
 
 def record_row(directory: Path, row: Row) -> Row:
     """Write ``row`` (which carries its ``fingerprint``) with the digests of its files."""
-    files = {name: file_digest(directory / name) for name in ARTEFACTS if (directory / name).is_file()}
+    present = [name for name in ARTEFACTS if (directory / name).is_file()]
+    files = {name: file_digest(directory / name) for name in present}
     recorded = {**row, "artefacts": files}
     write_text_atomic(directory / ROW_FILE, json.dumps(recorded, indent=2, allow_nan=True) + "\n")
     return recorded
@@ -92,11 +94,15 @@ def finished_row(directory: Path, wanted: str, label: str) -> Row | None:
     if not isinstance(row, dict) or not isinstance(row.get("artefacts"), dict):
         return _stale(path, f"{label}: {path} is not a finished result; recomputing")
     if row.get("fingerprint") != wanted:
-        return _stale(path, f"{label}: its settings, data or code changed since {path}; recomputing")
+        return _stale(
+            path, f"{label}: its settings, data or code changed since {path}; recomputing"
+        )
     for name, digest in row["artefacts"].items():
         file = directory / str(name)
         if not file.is_file() or file_digest(file) != digest:
-            return _stale(path, f"{label}: {file} is missing or changed since it was measured; recomputing")
+            return _stale(
+                path, f"{label}: {file} is missing or changed since it was measured; recomputing"
+            )
     return row
 
 

@@ -79,7 +79,7 @@ def check_exists(spec: str, what: str) -> None:
 
 
 def import_object(spec: str, *, trust_code: bool, what: str) -> Any:
-    """The object ``spec`` names, imported only if ``trust_code`` (else :class:`UntrustedCodeError`).
+    """The object ``spec`` names, imported only if ``trust_code`` (else UntrustedCodeError).
 
     A file is imported with its own folder on ``sys.path`` for the duration, so it can import
     the modules beside it. What goes wrong while importing — a missing file, a syntax error, an

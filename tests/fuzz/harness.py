@@ -83,7 +83,12 @@ def run_recipe_case(
     recipe.write_bytes(case.text.replace(b"{dir}", str(folder).encode()).replace(
         b"{canary}", str(folder / "canary").encode()))  # fmt: skip
     command, *options = [_fill(part, folder) for part in case.command]
-    args = [command, str(recipe), *options, *(["--trust-code"] if case.trusted and trust_flag else [])]
+    args = [
+        command,
+        str(recipe),
+        *options,
+        *(["--trust-code"] if case.trusted and trust_flag else []),
+    ]
     started = time.perf_counter()
     try:
         with alarm(HANG_SECONDS):
@@ -128,13 +133,16 @@ def reference(load: Callable[[Path], Any], path: Path, example: torch.Tensor) ->
 
 
 def _identical(model: Any, ref: Reference) -> bool:
+    """Whether ``model`` is the saved model; runs it first, as ``prunekit run`` would, so code a
+    file smuggled into its forward gets its chance to run (and write the canary)."""
+    with torch.no_grad():
+        output = model(ref.example)
     state = model.state_dict()
     if set(state) != set(ref.state) or str(getattr(model, "code", "")) != ref.code:
         return False
-    if not all(torch.equal(state[k], ref.state[k]) for k in state):
-        return False
-    with torch.no_grad():
-        return torch.equal(model(ref.example), ref.output)
+    return all(torch.equal(state[k], ref.state[k]) for k in state) and torch.equal(
+        output, ref.output
+    )
 
 
 def run_model_case(
@@ -155,7 +163,9 @@ def run_model_case(
     return Outcome(case.name, case.category, status, time.perf_counter() - started, detail)
 
 
-def _load_status(case: ModelCase, path: Path, load: Callable[[Path], Any], ref: Reference) -> tuple[str, str]:
+def _load_status(
+    case: ModelCase, path: Path, load: Callable[[Path], Any], ref: Reference
+) -> tuple[str, str]:
     try:
         model = load(path)
     except ValueError as err:  # StorageError and ArchitectureError are ValueErrors

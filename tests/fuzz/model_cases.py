@@ -38,8 +38,19 @@ from .recipe_cases import value_paths
 ARCHITECTURE = "prunekit.architecture"
 INDEX = "prunekit.storage.tensors"
 STORAGE_KEYS = ("prunekit.storage.version", "prunekit.storage.tensors", "prunekit.storage.sha256")
-DUNDERS = ("__globals__", "__class__", "__dict__", "__builtins__", "__init__", "__code__",
-           "__func__", "__self__", "__module__", "__subclasses__", "__getattribute__")
+DUNDERS = (
+    "__globals__",
+    "__class__",
+    "__dict__",
+    "__builtins__",
+    "__init__",
+    "__code__",
+    "__func__",
+    "__self__",
+    "__module__",
+    "__subclasses__",
+    "__getattribute__",
+)
 METHODS = ("forward", "reset_parameters", "register_forward_hook", "apply", "state_dict",
            "__setattr__", "_apply", "extra_repr")  # fmt: skip
 FUNCTIONS = ("builtins.eval", "builtins.exec", "os.system", "builtins.__import__", "torch.load",
@@ -132,16 +143,18 @@ def _node(op: str, name: str, target: Any, *args: Any) -> dict[str, Any]:
 
 
 def _exploit(rng: random.Random, arch: dict[str, Any], canary: str) -> None:
-    """Graphs that try to run code: the issue's exec chain and its relatives."""
+    """Graphs that try to run code: the issue's exec chain (most often) and its relatives."""
     layers = sorted(arch["modules"]) or ["0"]
-    layer, other = rng.choice(layers), rng.choice(layers)
+    resettable = [k for k in layers if arch["modules"][k]["type"].split(".")[-1].startswith(
+        ("Linear", "Conv", "BatchNorm"))] or layers  # fmt: skip
+    layer, other = rng.choice(resettable), rng.choice(layers)
     code = f"open({canary!r}, 'w').write('ran')"
     placeholder = arch["graph"][0]
-    kind = rng.randrange(5)
+    kind = rng.choice([0, 0, 0, 1, 2, 3, 4])
     body: list[dict[str, Any]]
-    if kind == 0:  # the reported exploit
+    if kind == 0:  # the reported exploit: exec from a layer method's globals, stored as forward
         body = [
-            _node("get_attr", "g", f"{layer}.{rng.choice(METHODS[:2])}.__globals__"),
+            _node("get_attr", "g", f"{layer}.reset_parameters.__globals__"),
             _node("call_function", "b", "operator.getitem", {"node": "g"}, "__builtins__"),
             _node("call_function", "e", "operator.getitem", {"node": "b"}, "exec"),
             _node("call_module", "s", f"{other}.__setattr__", "forward", {"node": "e"}),
@@ -245,8 +258,12 @@ def _metadata(rng, name, data, count) -> list[ModelCase]:
             key = rng.choice(STORAGE_KEYS)
             value = meta.pop(key)
             if rng.random() < 0.6:  # a flipped letter in the key's name, or a lookalike
-                meta[key.replace(rng.choice(["storage", "version", "sha256", "tensors"]),
-                                 rng.choice(["st0rage", "versi0n", "sha265", "tensor"]))] = value
+                meta[
+                    key.replace(
+                        rng.choice(["storage", "version", "sha256", "tensors"]),
+                        rng.choice(["st0rage", "versi0n", "sha265", "tensor"]),
+                    )
+                ] = value
         elif kind == "version":
             meta["prunekit.storage.version"] = rng.choice(["0", "3", "1.0", "", "2 ", "-1"])
         else:
@@ -262,7 +279,8 @@ def _metadata(rng, name, data, count) -> list[ModelCase]:
             elif isinstance(entry.get("parts"), dict) and entry["parts"]:
                 info = entry["parts"][rng.choice(sorted(entry["parts"]))]
                 info[rng.choice(["count", "itemsize", "codec"])] = rng.choice(
-                    [10**9, 3, 0, -1, "lz4", "raw", "deflate-shuffle", None, 2**62])
+                    [10**9, 3, 0, -1, "lz4", "raw", "deflate-shuffle", None, 2**62]
+                )
             else:
                 index_[tensor] = _random_json(rng)
             meta[INDEX] = json.dumps(index_)
@@ -287,13 +305,14 @@ def _bytes(rng, name, data, count) -> list[ModelCase]:
 
 
 def bombs(save_small: Callable[[], bytes], seed: int = 0) -> list[ModelCase]:
-    """Files whose declared sizes would allocate gigabytes from kilobytes (the issue: 68 KB →
-    2.2 GB RSS before the checksum refused it). ``save_small`` gives a bitmask file of one
-    tensor ``w`` of 64 floats, written by the prunekit under test."""
+    """Weight files whose declared sizes would allocate gigabytes from kilobytes (the issue:
+    68 KB → 2.2 GB RSS before the checksum refused it), for ``load_state_dict``, the path that
+    decodes. ``save_small`` gives a bitmask file of one tensor ``w`` of 64 floats, written by
+    the prunekit under test."""
     rng = random.Random(seed)
     header, _ = read_safetensors(save_small())
     cases = []
-    for numel in (2**27, 2**28, 3 * 2**27):
+    for numel in (2**27, 2**28, 2**29):
         mask = zlib.compress(bytes((numel + 7) // 8), 9)  # LZ77: ~1000:1 on a zero run
         edited = json.loads(json.dumps(header))
         meta = edited["__metadata__"]
@@ -341,8 +360,11 @@ def resigner(folder: Path) -> Callable[[bytes, str], bytes]:
 
 
 def tampered_files(
-    saved: dict[str, bytes], resign: Callable[[bytes, str], bytes], canary: Path,
-    seed: int = 0, scale: float = 1.0,
+    saved: dict[str, bytes],
+    resign: Callable[[bytes, str], bytes],
+    canary: Path,
+    seed: int = 0,
+    scale: float = 1.0,
 ) -> list[ModelCase]:
     """All generated cases for the ``saved`` originals (name → file bytes)."""
     rng = random.Random(seed)
@@ -370,3 +392,21 @@ def header_bit_flips(data: bytes, count: int, seed: int = 0) -> list[bytes]:
         copy[bit // 8] ^= 1 << (bit % 8)
         flipped.append(bytes(copy))
     return flipped
+
+
+def reset_peak_rss() -> None:
+    """Start measuring the peak RSS afresh (Linux: ``/proc/self/clear_refs``; else a no-op)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss() -> int:
+    """Bytes of the highest RSS since :func:`reset_peak_rss` (``VmHWM``), 0 where unknown."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0
+    line = next((line for line in status.splitlines() if line.startswith("VmHWM:")), "0 0 kB")
+    return int(line.split()[1]) * 1024

@@ -19,7 +19,16 @@ from typing import Any
 import yaml
 
 # Every key the recipe schema knows, anywhere: a generated typo must not land on one of them.
-SCHEMA_KEYS = frozenset(["name", "seed", "data", "model", "train", "baseline", "variants", "measure", "test_fraction", "path", "options", "kwargs", "epochs", "lr", "batch_size", "optimizer", "momentum", "weight_decay", "loss", "regularizers", "prune", "distill", "distill_alpha", "temperature", "kind", "lam", "l2", "schedule", "initial_sparsity", "final_sparsity", "begin_step", "end_step", "power", "frequency", "criterion", "scope", "sparsity", "threshold", "n", "m", "rounds", "ratio", "macs_fraction", "max_layer_ratio", "round_to", "ignore", "start", "stages", "iterative", "structured", "load", "latency_batch", "repeats", "threads", "backends", "in_features", "hidden", "num_classes", "n_samples", "n_features"])
+SCHEMA_KEYS = frozenset((
+    "name", "seed", "data", "model", "train", "baseline", "variants", "measure", "test_fraction",
+    "path", "options", "kwargs", "epochs", "lr", "batch_size", "optimizer", "momentum",
+    "weight_decay", "loss", "regularizers", "prune", "distill", "distill_alpha", "temperature",
+    "kind", "lam", "l2", "schedule", "initial_sparsity", "final_sparsity", "begin_step",
+    "end_step", "power", "frequency", "criterion", "scope", "sparsity", "threshold", "n", "m",
+    "rounds", "ratio", "macs_fraction", "max_layer_ratio", "round_to", "ignore", "start",
+    "stages", "iterative", "structured", "load", "latency_batch", "repeats", "threads",
+    "backends", "in_features", "hidden", "num_classes", "n_samples", "n_features",
+))  # fmt: skip
 SYNONYMS = {"lam": "lambda", "epochs": "epoch", "lr": "learning_rate", "stages": "steps",
             "batch_size": "batchsize", "final_sparsity": "target_sparsity", "kwargs": "args",
             "variants": "variant", "sparsity": "amount", "criterion": "criteria"}  # fmt: skip
@@ -55,8 +64,24 @@ NON_FINITE = (".inf", "-.inf", ".nan")
 CODE_SPECS = ("os:system", "subprocess:getoutput", "builtins:exec", "shutil:rmtree",
               "{dir}/evil.py:make", "{dir}/sub/../evil.py:make", "pty:spawn")  # fmt: skip
 EVIL_FILE = "open({canary!r}, 'w').write('imported')\ndef make(**kw):\n    return None\n"
-UNSAFE_NAMES = (".", "..", "../escape", "a/b", "/abs", "..\\x", "CON", "nul", "report.json",
-                "recipe.json", ".hidden", "", "x" * 200, "two words", "ümlaut", "-flag")
+UNSAFE_NAMES = (
+    ".",
+    "..",
+    "../escape",
+    "a/b",
+    "/abs",
+    "..\\x",
+    "CON",
+    "nul",
+    "report.json",
+    "recipe.json",
+    ".hidden",
+    "",
+    "x" * 200,
+    "two words",
+    "ümlaut",
+    "-flag",
+)
 
 
 @dataclass(frozen=True)
@@ -161,16 +186,24 @@ def _schema_cases(rng: random.Random, count: int) -> list[RecipeCase]:
             text = _dump(recipe).replace(f"'{marker}'".encode(), rng.choice(NON_FINITE).encode())
             text = text.replace(marker.encode(), rng.choice(NON_FINITE).encode())
         elif kind == "missing":
-            path = rng.choice([("model",), ("name",), ("model", "name"),
-                               ("variants", 2, "stages", 0, "train", "prune", "schedule", "kind"),
-                               ("variants", 1, "stages", 0, "train", "regularizers", 0, "lam"),
-                               ("variants", 5, "stages", 0, "iterative", "final_sparsity")])
+            path = rng.choice(
+                [
+                    ("model",),
+                    ("name",),
+                    ("model", "name"),
+                    ("variants", 2, "stages", 0, "train", "prune", "schedule", "kind"),
+                    ("variants", 1, "stages", 0, "train", "regularizers", 0, "lam"),
+                    ("variants", 5, "stages", 0, "iterative", "final_sparsity"),
+                ]
+            )
             del _get(recipe, path[:-1])[path[-1]]
             named = path[-1]
         elif kind == "inverted":
             schedule = recipe["variants"][2]["stages"][0]["train"]["prune"]["schedule"]
             schedule["initial_sparsity"] = round(rng.uniform(0.5, 0.95), 2)
-            schedule["final_sparsity"] = round(rng.uniform(0.05, schedule["initial_sparsity"] - 0.1), 2)
+            schedule["final_sparsity"] = round(
+                rng.uniform(0.05, schedule["initial_sparsity"] - 0.1), 2
+            )
             named = "initial_sparsity"
         elif kind == "option":
             named = _typo(rng, rng.choice(["n_samples", "n_features", "num_classes"]))
@@ -180,12 +213,17 @@ def _schema_cases(rng: random.Random, count: int) -> list[RecipeCase]:
             named = _typo(rng, rng.choice(["in_features", "hidden"]))
             kwargs[named] = kwargs.pop("in_features")
         elif kind == "name":
-            recipe["variants"][rng.randrange(len(recipe["variants"]))]["name"] = rng.choice(UNSAFE_NAMES)
+            recipe["variants"][rng.randrange(len(recipe["variants"]))]["name"] = rng.choice(
+                UNSAFE_NAMES
+            )
             named = "name"
         else:  # a key written twice in one mapping
             lines = _dump(recipe).decode().splitlines()
-            keyed = [i for i, line in enumerate(lines)
-                     if ": " in line and not line.strip().startswith("- ")]
+            keyed = [
+                i
+                for i, line in enumerate(lines)
+                if ": " in line and not line.strip().startswith("- ")
+            ]
             i = rng.choice(keyed)
             lines.insert(i + 1, lines[i])
             text, named = ("\n".join(lines) + "\n").encode(), lines[i].split(":")[0].strip()

@@ -52,25 +52,33 @@ def test_header_bit_flips_are_refused_or_change_nothing(saved, tmp_path: Path) -
         for flipped in header_bit_flips(data, 150, seed=len(name)):
             case = type("Flip", (), {"name": "flip", "category": "bitflip", "data": flipped,
                                      "expect": "reject"})()  # fmt: skip
-            outcomes.append(run_model_case(case, tmp_path / "flip.safetensors",
-                                           tmp_path / "canary", prunekit.load, refs[name]))
+            outcomes.append(
+                run_model_case(
+                    case,
+                    tmp_path / "flip.safetensors",
+                    tmp_path / "canary",
+                    prunekit.load,
+                    refs[name],
+                )
+            )
     bad = failures(outcomes) + [o for o in outcomes if o.status == "unclear"]
     assert len(outcomes) == 450 and not bad, (counts(outcomes), bad[:10])
 
 
 BOMB_LOADER = """
-import json, resource, sys
-import prunekit
-def peak():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-for path in sys.argv[1:]:
-    before = peak()
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from fuzz.model_cases import peak_rss, reset_peak_rss
+from prunekit.sparse.storage import load_state_dict
+for path in sys.argv[2:]:
+    reset_peak_rss()
+    before = peak_rss()
     try:
-        prunekit.load(path)
+        load_state_dict(path)
         status = "accepted"
     except ValueError as err:
         status = "refused"
-    print(json.dumps({"path": path, "status": status, "grew": peak() - before}), flush=True)
+    print(json.dumps({"path": path, "status": status, "grew": peak_rss() - before}), flush=True)
 """
 
 
@@ -78,7 +86,9 @@ def test_memory_bombs_are_refused_before_allocating(tmp_path: Path) -> None:
     def small() -> bytes:
         w = torch.zeros(64)
         w[::16] = 1.0
-        return save_state_dict({"w": w}, tmp_path / "small.safetensors", format="bitmask").read_bytes()
+        return save_state_dict(
+            {"w": w}, tmp_path / "small.safetensors", format="bitmask"
+        ).read_bytes()
 
     paths = []
     for case in bombs(small):
@@ -86,8 +96,9 @@ def test_memory_bombs_are_refused_before_allocating(tmp_path: Path) -> None:
         path.write_bytes(case.data)
         assert path.stat().st_size < 300_000  # kilobytes that declare gigabytes
         paths.append(str(path))
-    done = subprocess.run([sys.executable, "-c", BOMB_LOADER, *paths], capture_output=True,
-                          text=True, timeout=300, check=True)  # fmt: skip
+    tests = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-c", BOMB_LOADER, tests, *paths],
+                          capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["status"] for r in results] == ["refused"] * len(paths), results
     assert max(r["grew"] for r in results) < 200 * 2**20, results  # peak RSS grew < 200 MB

@@ -22,7 +22,9 @@ def test_generated_recipes_are_refused_cleanly_or_accepted_rightly(tmp_path: Pat
         for i, case in enumerate(cases)
     ]
     table = counts(outcomes)
-    bad = [o for o in outcomes if o.status in ("unclear", *("traceback", "hang"))] + failures(outcomes)
+    bad = [o for o in outcomes if o.status in ("unclear", *("traceback", "hang"))] + failures(
+        outcomes
+    )
     assert not bad, (table, sorted(set(bad), key=lambda o: o.case)[:10])
     assert sum(c["refused"] for c in table.values()) >= 150  # the generator mostly breaks things
     assert max(o.seconds for o in outcomes) < 15

@@ -200,7 +200,9 @@ def _build_module(path: str, spec: Any) -> nn.Module:
             return leaf.cls(**config)
     except Exception as err:  # an allowlisted constructor refusing its arguments, in any way
         problem = " ".join(str(err).split())[:300]
-        raise ArchitectureError(f"layer {path!r} ({spec['type']}) cannot be built: {problem}") from err
+        raise ArchitectureError(
+            f"layer {path!r} ({spec['type']}) cannot be built: {problem}"
+        ) from err
 
 
 def _attribute(target: str, kind: Any, state: Mapping[str, Tensor]) -> Tensor:
