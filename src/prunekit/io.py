@@ -121,7 +121,7 @@ def write_texts_atomic(texts: Mapping[str | os.PathLike[str], str]) -> None:
 
 
 def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name != "posix":  # Windows' os.kill would terminate it
         return True
     try:
         os.kill(pid, 0)
