@@ -164,7 +164,7 @@ def supervise(kind: str, seed: int, scale: float) -> list[dict[str, Any]]:
             if "total" in record:
                 total = record["total"]
             else:
-                if record["grew"] > GREW_TOO_MUCH and record["status"] != "hang":
+                if record["grew"] > GREW_TOO_MUCH:  # also when the alarm caught it allocating
                     record["status"] = "memory"
                 records.append(record)
                 start = record["index"] + 1

@@ -227,7 +227,7 @@ def _crafted(rng, name, data, canary, resign, count) -> list[ModelCase]:
             arch = rng.choice([[], "prunekit.architecture", 7, None, True, [arch]])
         else:
             ARCHITECTURE_EDITS[kind](rng, arch)
-        cases.append(ModelCase(f"crafted-{kind}#{index}", "crafted", name,
+        cases.append(ModelCase(f"{name}/crafted-{kind}#{index}", "crafted", name,
                                resign(data, to_text(arch)), expect))  # fmt: skip
     return cases
 
@@ -242,7 +242,7 @@ def _edited(rng, name, data, count) -> list[ModelCase]:
             _replace_subtree(rng, arch)
         edited = json.loads(json.dumps(header))
         edited["__metadata__"][ARCHITECTURE] = json.dumps(arch)
-        cases.append(ModelCase(f"edited#{index}", "edited", name,
+        cases.append(ModelCase(f"{name}/edited#{index}", "edited", name,
                                write_safetensors(edited, payload), "reject"))  # fmt: skip
     return cases
 
@@ -284,7 +284,7 @@ def _metadata(rng, name, data, count) -> list[ModelCase]:
             else:
                 index_[tensor] = _random_json(rng)
             meta[INDEX] = json.dumps(index_)
-        cases.append(ModelCase(f"metadata-{kind}#{index}", "metadata", name,
+        cases.append(ModelCase(f"{name}/metadata-{kind}#{index}", "metadata", name,
                                write_safetensors(edited, payload), "reject"))  # fmt: skip
     return cases
 
@@ -295,12 +295,16 @@ def _bytes(rng, name, data, count) -> list[ModelCase]:
     for index in range(count):
         if index % 2:
             cut = rng.randrange(1, len(data))
-            cases.append(ModelCase(f"truncated#{index}", "bytes", name, data[:cut], "reject"))
+            cases.append(
+                ModelCase(f"{name}/truncated#{index}", "bytes", name, data[:cut], "reject")
+            )
         else:
             damaged = bytearray(data)
             spot = rng.randrange(header_end, len(data))
             damaged[spot] = (damaged[spot] + rng.randrange(1, 256)) % 256
-            cases.append(ModelCase(f"payload#{index}", "bytes", name, bytes(damaged), "reject"))
+            cases.append(
+                ModelCase(f"{name}/payload#{index}", "bytes", name, bytes(damaged), "reject")
+            )
     return cases
 
 
