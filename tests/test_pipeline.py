@@ -148,3 +148,105 @@ def test_a_run_is_recorded_in_its_store_with_progress_and_layers(tmp_path: Path,
         pipeline.run_recipe(parse_recipe(TINY), tmp_path / "failed", progress=False)
     (failed,) = RunStore(tmp_path / "failed").runs()
     assert (failed["status"], failed["error"]) == ("failed", "loss became NaN")
+SMALL = {
+    "name": "small", "data": {"name": "digits"},
+    "model": {"name": "mlp", "kwargs": {"in_features": 64, "hidden": [16]}},
+    "train": {"epochs": 2, "lr": 0.01}, "measure": {"repeats": 2},
+}
+
+
+def _edited(**changes: object) -> dict:
+    recipe = json.loads(json.dumps(SMALL))
+    for dotted, value in changes.items():
+        *parents, key = dotted.split("__")
+        target = recipe
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[key] = value
+    return recipe
+
+
+def _untimed(row: dict) -> dict:
+    return {k: v for k, v in row.items()
+            if k not in {"latency_ms", "latency_p95_ms", "batch_size", "threads", "artefacts"}}
+
+
+@pytest.mark.parametrize(
+    "change", [{"train__lr": 0.05}, {"data__test_fraction": 0.3}, {"train__epochs": 1}],
+)
+def test_an_edited_recipe_never_reports_the_old_baseline(tmp_path: Path, change: dict, caplog) -> None:
+    """The issue: after a finished run, an edited recipe into the same --out resumed the old
+    checkpoint and reported the old model (baseline 0.33 vs 0.91 in a fresh folder)."""
+    import logging
+
+    pipeline.run_recipe(parse_recipe(SMALL), tmp_path / "reused", progress=False)
+    caplog.set_level(logging.WARNING)
+    again = pipeline.run_recipe(parse_recipe(_edited(**change)), tmp_path / "reused", progress=False)
+    fresh = pipeline.run_recipe(parse_recipe(_edited(**change)), tmp_path / "fresh", progress=False)
+    assert _untimed(again[0]) == _untimed(fresh[0])
+    notices = [r.getMessage() for r in caplog.records if "reused" in r.getMessage()]
+    assert any("changed" in n and "recomputing" in n for n in notices), notices
+
+
+def test_user_code_edits_and_damaged_files_are_recomputed(tmp_path: Path, monkeypatch) -> None:
+    source = tmp_path / "net.py"
+    source.write_text("from torch import nn\ndef make(width=16):\n"
+                      "    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(),"
+                      " nn.Linear(width, 10))\n")
+    recipe = {**SMALL, "model": {"name": f"{source}:make"}}
+    out = tmp_path / "out"
+    pipeline.run_recipe(parse_recipe(recipe, trust_code=True), out, progress=False, trust_code=True)
+    trained: list[str] = []
+    real_fit = pipeline.fit
+    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: trained.append(k["description"]) or real_fit(*a, **k))
+    pipeline.run_recipe(parse_recipe(recipe, trust_code=True), out, progress=False, trust_code=True)
+    assert trained == []  # nothing changed: reused
+    source.write_text(source.read_text().replace("width=16", "width=12"))
+    pipeline.run_recipe(parse_recipe(recipe, trust_code=True), out, progress=False, trust_code=True)
+    assert trained == ["baseline"]
+    (out / "baseline" / "model.safetensors").write_bytes(b"truncated")
+    (out / "baseline" / ".report.md.999999999.0123abcd.tmp").write_text("half")
+    rows = pipeline.run_recipe(parse_recipe(recipe, trust_code=True), out, progress=False, trust_code=True)
+    assert trained == ["baseline", "baseline"] and rows[0]["params"] == 64 * 12 + 12 + 12 * 10 + 10
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_user_code_is_not_imported_without_trust(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    source = tmp_path / "net.py"
+    source.write_text(f"open({str(canary)!r}, 'w').write('ran')\ndef make():\n    return None\n")
+    recipe = parse_recipe({**SMALL, "model": {"name": f"{source}:make"}}, trust_code=True)
+    with pytest.raises(ValueError, match="--trust-code"):
+        pipeline.run_recipe(recipe, tmp_path / "out", progress=False)
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"name": "lenet5"}, r"cannot take data 'digits' \(samples of shape \[1, 8, 8\]\)"),
+        ({"name": "mlp", "kwargs": {"in_features": 64, "num_classes": 3}}, "outputs 3 classes"),
+    ],
+)
+def test_a_model_that_cannot_take_the_data_fails_before_training(
+    tmp_path: Path, model: dict, message: str, monkeypatch
+) -> None:
+    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(pipeline.RunError, match=message):
+        pipeline.run_recipe(parse_recipe({**SMALL, "model": model}), tmp_path, progress=False)
+
+
+def test_bad_output_folders_are_one_line_and_lose_nothing(tmp_path: Path) -> None:
+    import os
+
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("keep me")
+    for out in (a_file, a_file / "sub"):
+        with pytest.raises(pipeline.RunError, match="is a file, not a folder"):
+            pipeline.run_recipe(parse_recipe(SMALL), out, progress=False)
+    assert a_file.read_text() == "keep me"
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(pipeline.RunError, match="cannot be written"):
+            pipeline.run_recipe(parse_recipe(SMALL), locked / "out", progress=False)

@@ -81,7 +81,7 @@ def test_file_errors(tmp_path: Path) -> None:
         load_recipe(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
-    with pytest.raises(RecipeError, match="not valid YAML at line"):
+    with pytest.raises(RecipeError, match=r"not valid YAML: .*\(line 2, column 1\)"):
         load_recipe(bad)
     listing = tmp_path / "list.yaml"
     listing.write_text(yaml.safe_dump([1, 2]))
@@ -110,3 +110,101 @@ def test_structured_stage_accepts_every_option() -> None:
             "max_layer_ratio": 0.8, "round_to": 8, "ignore": ["features.0"]}
     recipe = parse_recipe(_recipe(variants=[{"name": "v", "stages": [{"structured": spec}]}]))
     assert recipe.variants[0].stages[0].structured.round_to == 8
+
+
+def _variant(stage: dict) -> dict:
+    return {"variants": [{"name": "v", "stages": [stage]}]}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"train": {"epochs": True}}, "train.epochs = True: Input should be a valid integer"),
+        ({"train": {"lr": float("inf")}}, "train.lr = inf: Input should be a finite number"),
+        ({"train": {"lr": float("nan")}}, "train.lr = nan: Input should be a finite number"),
+        ({"train": {"batch_size": 32.0}}, "train.batch_size = 32.0"),
+        ({"seed": -1}, "seed = -1: Input should be greater than or equal to 0"),
+        ({"seed": 2**70}, "seed = 1180591620717411303424: Input should be less than or equal"),
+        (_variant({"train": {"regularizers": [{"kind": "l1", "lambda": 1e-4}]}}),
+         "unknown key 'variants[0].stages[0].train.regularizers[0].lambda'; did you mean 'lam'?"),
+        ({"trian": {"epochs": 1}}, "unknown key 'trian'; did you mean 'train'?"),
+        (_variant({"train": {"prune": {"schedule": {
+            "kind": "polynomial_decay", "initial_sparsity": 0.9, "final_sparsity": 0.5,
+            "end_step": 100}}}}), "initial_sparsity (0.9) is above final_sparsity (0.5)"),
+        ({"data": {"name": "synthetic", "options": {"n_sample": 10}}},
+         "data 'synthetic' has no option 'n_sample'; did you mean 'n_samples'?"),
+        ({"data": {"name": "synthetic", "options": {"n_samples": "many"}}},
+         "option 'n_samples' = 'many' must be a int"),
+        ({"data": {"name": "digits", "options": {"n_samples": 10}}}, "its options: none"),
+        ({"model": {"name": "mlp", "kwargs": {"widht": 3}}}, "model 'mlp' takes no argument 'widht'"),
+        ({"model": {"name": "os:system", "kwargs": {"command": "touch /tmp/x"}}}, "--trust-code"),
+        ({"name": "x" * 10_000_000}, "xxx': String should have at most 200 characters"),
+    ],
+)  # fmt: skip
+def test_strict_and_telling_errors(overrides: dict, expected: str) -> None:
+    with pytest.raises(RecipeError) as info:
+        parse_recipe(_recipe(**overrides), "r.yaml")
+    message = str(info.value)
+    assert expected in message and "\n" not in message and len(message) < 400, message
+
+
+@pytest.mark.parametrize(
+    "name", [".", "..", "../up", "a/b", "a\\b", ".hidden", "-x", "x.", "CON", "nul.txt",
+             "report.json", "Baseline", "", "x" * 65, "naïve"],
+)  # fmt: skip
+def test_variant_names_are_safe_folder_names(name: str) -> None:
+    with pytest.raises(RecipeError, match=r"variants\[0\]\.name"):
+        parse_recipe(_recipe(variants=[{"name": name}]))
+
+
+def test_variant_names_that_differ_only_in_case_collide() -> None:
+    with pytest.raises(RecipeError, match="ignoring case"):
+        parse_recipe(_recipe(variants=[{"name": "Half"}, {"name": "half"}]))
+
+
+def test_code_is_refused_without_trust_and_checked_with_it(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    source = tmp_path / "net.py"
+    source.write_text(f"open({str(canary)!r}, 'w').write('ran')\ndef make():\n    return None\n")
+    spec = _recipe(model={"name": f"{source}:make"})
+    with pytest.raises(RecipeError, match="names Python code"):
+        parse_recipe(spec)
+    recipe = parse_recipe(spec, trust_code=True)
+    assert recipe.imported_code() == [f"{source}:make"] and not canary.exists()  # not imported
+    with pytest.raises(RecipeError, match="does not exist"):
+        parse_recipe(_recipe(model={"name": f"{tmp_path / 'gone.py'}:make"}), trust_code=True)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"name: t\nname: u\nmodel: {name: lenet5}\n", "key 'name' appears twice"),
+        (b"name: caf\xe9\nmodel: {name: lenet5}\n", "not UTF-8 text (byte 0xe9 on line 1)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+        (b"a: " + b"[" * 5000 + b"]" * 5000, "nesting deeper than 64 levels"),
+        (b"# " + b"x" * 300_000, "too large for a recipe"),
+        (b"a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+         + b"".join(bytes(f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10)
+                          + "]\n", "ascii") for i in range(9)) + b"name: *j\n",
+         "billion laughs"),
+        (b"a: &a [*a]\n", "refers to its own anchor"),
+    ],
+)  # fmt: skip
+def test_hostile_files_fail_fast_in_one_line(tmp_path: Path, content: bytes, expected: str) -> None:
+    import time
+
+    path = tmp_path / "r.yaml"
+    path.write_bytes(content)
+    started = time.perf_counter()
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    assert time.perf_counter() - started < 10
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_yaml_merge_keys_may_override_without_counting_as_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("name: t\nmodel: {name: lenet5}\ntrain: &d {lr: 0.1, epochs: 2}\n"
+                    "baseline:\n  train:\n    <<: *d\n    lr: 0.01\n")
+    recipe = load_recipe(path)
+    assert recipe.baseline.train.lr == 0.01 and recipe.baseline.train.epochs == 2

@@ -17,7 +17,7 @@ from prunekit.export.allowlist import ArchitectureError
 from prunekit.masks import set_mask, strip
 from prunekit.models import build_model
 from prunekit.saving import ARCHITECTURE_KEY
-from prunekit.sparse.storage import StorageError, read_metadata, save_state_dict
+from prunekit.sparse.storage import StorageError, load_state_dict, read_metadata, save_state_dict
 from prunekit.structured import prune_channels
 
 # A fresh interpreter that cannot import the zoo (nor this test module): it must rebuild each
@@ -181,14 +181,14 @@ def test_pickles_are_refused_unless_trusted(tmp_path: Path) -> None:
     model = nn.Sequential(nn.Linear(3, 2)).eval()
     path = tmp_path / "model.pt"
     torch.save(model, path)
-    with pytest.raises(StorageError, match="pickle.*trust=True"):
+    with pytest.raises(StorageError, match="pickle.*trust_pickle=True"):
         prunekit.load(path)
-    trusted = prunekit.load(path, trust=True)
+    trusted = prunekit.load(path, trust_pickle=True)
     x = torch.randn(2, 3)
     assert torch.equal(trusted(x), model(x))
     torch.save(model.state_dict(), tmp_path / "state.pt")
     with pytest.raises(StorageError, match="not a model"):
-        prunekit.load(tmp_path / "state.pt", trust=True)
+        prunekit.load(tmp_path / "state.pt", trust_pickle=True)
 
 
 def test_onnx_files_point_to_onnxruntime(tmp_path: Path) -> None:
@@ -211,23 +211,60 @@ def test_truncated_and_corrupted_files_fail_clearly(tmp_path: Path) -> None:
         prunekit.load(tmp_path / "flip.safetensors")
 
 
-def _rewrite_architecture(path: Path, edit: object) -> None:
+def _rewrite_architecture(path: Path, edit: object, *, resign: bool) -> None:
+    """Edit the architecture JSON; ``resign`` writes a whole new, correctly checksummed file
+    (what an attacker who crafts a file does) instead of editing one in place."""
     metadata = read_metadata(path)
     architecture = json.loads(metadata[ARCHITECTURE_KEY])
     edit(architecture)
-    metadata[ARCHITECTURE_KEY] = json.dumps(architecture)
-    save_file(load_file(str(path)), str(path), metadata=metadata)
+    text = json.dumps(architecture)
+    if resign:
+        state = load_state_dict(path)
+        save_state_dict(state, path, format="dense", metadata={ARCHITECTURE_KEY: text})
+    else:
+        metadata[ARCHITECTURE_KEY] = text
+        save_file(load_file(str(path)), str(path), metadata=metadata)
+
+
+def _to_eval(architecture: dict) -> None:
+    node = architecture["graph"][1]
+    node.update(op="call_function", target="builtins.eval", args={"tuple": ["1"]})
 
 
 def test_an_edited_architecture_cannot_smuggle_in_code(tmp_path: Path) -> None:
     path = prunekit.save(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), tmp_path / "m.safetensors")
-
-    def to_eval(architecture: dict) -> None:
-        node = architecture["graph"][1]
-        node.update(op="call_function", target="builtins.eval", args={"tuple": ["1"]})
-
-    _rewrite_architecture(path, to_eval)
+    _rewrite_architecture(path, _to_eval, resign=True)
     with pytest.raises(ArchitectureError, match="'builtins.eval' is not in prunekit's allowlist"):
+        prunekit.load(path)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda a: a["modules"]["0"].update(type="torch.nn.Flatten", config={}),
+        lambda a: a["modules"].pop("1"),
+        lambda a: a.update(training=not a["training"]),
+    ],
+)
+def test_the_checksum_covers_the_architecture(tmp_path: Path, edit: object) -> None:
+    """One bit of JSON used to turn Flatten(start_dim=1) into start_dim=0, or drop a layer."""
+    path = prunekit.save(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), tmp_path / "m.safetensors")
+    _rewrite_architecture(path, edit, resign=False)
+    with pytest.raises(StorageError, match="checksum mismatch"):
+        prunekit.load(path)
+
+
+@pytest.mark.parametrize(
+    "drop", ["prunekit.storage.version", "prunekit.storage.sha256", "prunekit.storage.tensors"]
+)
+def test_the_checksum_cannot_be_switched_off_by_removing_a_storage_key(
+    tmp_path: Path, drop: str
+) -> None:
+    path = prunekit.save(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), tmp_path / "m.safetensors")
+    metadata = read_metadata(path)
+    metadata[drop.replace("storage", "st0rage")] = metadata.pop(drop)  # a flipped key name
+    save_file(load_file(str(path)), str(path), metadata=metadata)
+    with pytest.raises(StorageError):
         prunekit.load(path)
 
 

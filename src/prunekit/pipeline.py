@@ -2,16 +2,19 @@
 
 Each variant starts from a copy of the baseline (or from scratch), runs its stages in order
 (train, one-shot prune, iterative prune-and-retrain), is stripped of every pruning trace, and is
-measured the same way as the baseline. Finished variants are kept on disk with a fingerprint of
-the recipe parts that produced them, so re-running an interrupted recipe resumes where it
-stopped, and changing a variant re-runs only that variant.
+measured the same way as the baseline. Finished results are kept on disk with a fingerprint of
+everything that produced them (:mod:`prunekit.resume`), so re-running an interrupted recipe
+resumes where it stopped, changing a variant re-runs only that variant, and changing anything
+the baseline depends on (settings, data, seed, user code, prunekit's version) re-runs it all.
+
+Before any training, a run checks what it can: that the output folder can be written, that the
+data loads, that the model builds and takes one batch of the data. Each failure is one line.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
+import importlib.metadata
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,12 +24,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit.data import Dataset, load_dataset
+from prunekit.data import Dataset
 from prunekit.evaluate import layer_sparsity, measure
-from prunekit.io import write_text_atomic
+from prunekit.io import remove_stray_temporaries, write_text_atomic
 from prunekit.models import build_model
+from prunekit.preflight import RunError, check_model_takes_data, load_data, output_folder
 from prunekit.recipe import (
     IterativeSpec,
+    ModelSpec,
     PruneSpec,
     Recipe,
     RegularizerSpec,
@@ -37,14 +42,25 @@ from prunekit.recipe import (
     VariantSpec,
 )
 from prunekit.report import write_report
+from prunekit.resume import (
+    checkpoint_for,
+    file_digest,
+    fingerprint,
+    finished_row,
+    record_row,
+    tensors_digest,
+)
 from prunekit.runs import RunRecorder, recording
 from prunekit.runs.layers import layer_profiles, without_timing
 from prunekit.sparse.storage import StorageError, load_state_dict
 from prunekit.train import Distillation, fit
+from prunekit.user_code import require_trust, source_digest
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+
+__all__ = ["RunError", "run_recipe"]
 
 
 @dataclass
@@ -56,26 +72,28 @@ class RunContext:
     out_dir: Path
     progress: bool
     run: RunRecorder
+    trust_code: bool = False
+    identity: str = ""
     teacher: nn.Module | None = None
 
 
-def _fingerprint(*parts: Any) -> str:
-    text = json.dumps([p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parts])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _finished_row(directory: Path, fingerprint: str) -> Row | None:
-    row_file = directory / "row.json"
-    if not row_file.is_file():
-        return None
-    row = json.loads(row_file.read_text())
-    return row if row.get("fingerprint") == fingerprint else None
-
-
-def _build(ctx: RunContext, spec_override: Any = None) -> nn.Module:
+def _build(ctx: RunContext, spec_override: ModelSpec | None = None) -> nn.Module:
     spec = spec_override or ctx.recipe.model
     torch.manual_seed(ctx.recipe.seed)
-    return build_model(spec.name, **spec.kwargs)
+    return build_model(spec.name, trust_code=ctx.trust_code, **spec.kwargs)
+
+
+def _identity(recipe: Recipe, data: Dataset, trust_code: bool) -> str:
+    """Fingerprint of what the recipe's text does not show: the data's contents, prunekit's
+    version, and the source of every user factory (refused here if not trusted)."""
+    specs = [recipe.model, *(v.model for v in recipe.variants if v.model is not None)]
+    for spec in specs:
+        require_trust(spec.name, trust_code=trust_code, what="model")
+    return fingerprint(
+        importlib.metadata.version("prunekit"),
+        tensors_digest(data.x_train, data.y_train, data.x_test, data.y_test),
+        {spec.name: source_digest(spec.name, trust_code=trust_code) for spec in specs},
+    )
 
 
 def _schedule(spec: ScheduleSpec) -> Any:
@@ -219,7 +237,7 @@ def _prune_structured(ctx: RunContext, model: nn.Module, spec: StructuredSpec) -
     )
 
 
-def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, fingerprint: str) -> Row:
+def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, wanted: str) -> Row:
     from prunekit.activations import activation_sparsity, output_sparsity
 
     directory = ctx.out_dir / name
@@ -244,30 +262,44 @@ def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, fingerprin
             "activation_sparsity": sum(act.values()) / len(act) if act else 0.0,
             "output_sparsity": zeros_out,
             "layer_sparsity": layer_sparsity(model),
-            "fingerprint": fingerprint,
+            "fingerprint": wanted,
         },
     ).as_row()
-    write_text_atomic(directory / "row.json", json.dumps(row, indent=2) + "\n")
-    return row
+    return record_row(directory, row)
 
 
 def _baseline(ctx: RunContext) -> tuple[nn.Module, Row]:
     recipe = ctx.recipe
-    fingerprint = _fingerprint(recipe.seed, recipe.data, recipe.model, recipe.train, recipe.baseline)
+    loaded = recipe.baseline.load
+    if loaded and not Path(loaded).is_file():
+        raise RunError(f"baseline.load file {loaded!r} does not exist; check the path")
+    trained = fingerprint(
+        ctx.identity, recipe.seed, recipe.data, recipe.model, recipe.train, recipe.baseline,
+        file_digest(loaded) if loaded else None,
+    )  # fmt: skip
+    wanted = fingerprint(trained, recipe.measure)
     directory = ctx.out_dir / "baseline"
     model = _build(ctx)
-    row = _finished_row(directory, fingerprint)
+    loss = recipe.train.loss or "cross_entropy"
+    check_model_takes_data(model, ctx.data, recipe.model, loss)
+    row = finished_row(directory, wanted, "baseline")
     if row is not None:
         model.load_state_dict(load_state_dict(directory / "model.safetensors"))
         log.info("baseline: reusing finished result in %s", directory)
         return model, row
-    if recipe.baseline.load:
-        model.load_state_dict(load_state_dict(recipe.baseline.load))
+    if loaded:
+        try:
+            model.load_state_dict(load_state_dict(loaded))
+        except RuntimeError as err:  # keys or shapes of another model
+            problem = str(err).splitlines()[0]
+            raise RunError(
+                f"baseline.load {loaded!r} does not fit model {recipe.model.name!r}: {problem}"
+            ) from err
     else:
         settings = recipe.baseline.train.over(recipe.train)
         _fit(ctx, model, settings, seed=recipe.seed, description="baseline",
-             checkpoint=directory / "checkpoint.pt")
-    return model, _measure(ctx, "baseline", model, recipe.train.loss or "cross_entropy", fingerprint)
+             checkpoint=checkpoint_for(directory, trained, "baseline"))  # fmt: skip
+    return model, _measure(ctx, "baseline", model, loss, wanted)
 
 
 def _final_loss(ctx: RunContext, variant: VariantSpec) -> str:
@@ -275,8 +307,13 @@ def _final_loss(ctx: RunContext, variant: VariantSpec) -> str:
     return losses[-1] if losses else (ctx.recipe.train.loss or "cross_entropy")
 
 
-def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: bool = True) -> list[Row]:
+def run_recipe(
+    recipe: Recipe, out_dir: str | Path, *, progress: bool = True, trust_code: bool = False
+) -> list[Row]:
     """Run every stage of ``recipe`` and write the report to ``out_dir``; return the rows.
+
+    A model named as code (``file.py:factory``) is imported, and so run, only with
+    ``trust_code=True``.
 
     >>> from prunekit.recipe import parse_recipe
     >>> r = parse_recipe({"name": "t", "data": {"name": "digits"},
@@ -286,19 +323,15 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: bool = True) ->
     >>> rows[0]["name"]
     'baseline'
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(Path(out_dir))
+    data = load_data(recipe)
+    for stray in remove_stray_temporaries(out):
+        log.warning("removed %s, left half-written by an interrupted run", stray)
     write_text_atomic(out / "recipe.json", recipe.model_dump_json(indent=2) + "\n")
+    identity = _identity(recipe, data, trust_code)
     with recording(out, "run", {"recipe": recipe.model_dump(mode="json")},
-                   fingerprint=_fingerprint(recipe), title=recipe.name) as run:
-        data = load_dataset(
-            recipe.data.name,
-            test_fraction=recipe.data.test_fraction,
-            seed=recipe.seed,
-            **({"path": recipe.data.path} if recipe.data.path else {}),
-            **recipe.data.options,
-        )
-        ctx = RunContext(recipe, data, out, progress, run)
+                   fingerprint=fingerprint(identity, recipe), title=recipe.name) as run:
+        ctx = RunContext(recipe, data, out, progress, run, trust_code, identity)
         rows, models = _run_variants(ctx)
         layers = _layer_profiles(ctx, models)
         rows = [{**row, "layers": [without_timing(layer) for layer in layers[row["name"]]]}
@@ -318,12 +351,11 @@ def _run_variants(ctx: RunContext) -> tuple[list[Row], dict[str, nn.Module]]:
     ctx.teacher = copy.deepcopy(baseline).eval()
     rows = [base_row]
     models = {"baseline": baseline}
-    base_fingerprint = base_row["fingerprint"]
     for variant in recipe.variants:
         ctx.run.event("variant", variant=variant.name, index=len(rows),
                       of=len(recipe.variants) + 1)
-        fingerprint = _fingerprint(base_fingerprint, variant, recipe.measure)
-        finished = _finished_row(out / variant.name, fingerprint)
+        wanted = fingerprint(base_row["fingerprint"], variant)
+        finished = finished_row(out / variant.name, wanted, variant.name)
         if finished is not None:
             log.info("%s: reusing finished result", variant.name)
             rows.append(finished)
@@ -333,9 +365,11 @@ def _run_variants(ctx: RunContext) -> tuple[list[Row], dict[str, nn.Module]]:
             model = copy.deepcopy(baseline)
         else:
             model = _build(ctx, variant.model)
+            spec, loss = variant.model or recipe.model, _final_loss(ctx, variant)
+            check_model_takes_data(model, ctx.data, spec, loss)
         _run_stages(ctx, model, variant)
         strip(model)
-        rows.append(_measure(ctx, variant.name, model, _final_loss(ctx, variant), fingerprint))
+        rows.append(_measure(ctx, variant.name, model, _final_loss(ctx, variant), wanted))
         models[variant.name] = model
     ctx.run.event("latency", variants=len(models))
     return _with_latency(ctx, rows, models), models

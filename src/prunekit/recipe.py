@@ -2,17 +2,32 @@
 
 A typo, a wrong type or an impossible value (sparsity 1.2, end_step before begin_step, no model)
 fails in one line naming the field, the value and the fix, so that a ten-minute run never dies in
-minute nine. See ``recipes/demo.yaml`` for a complete example.
+minute nine. Types are strict (``epochs: true`` is not one epoch, ``lr: .inf`` is not a rate),
+a misspelt key is answered with the key it most likely meant, and the file itself is read with
+bounds (:mod:`prunekit.safe_yaml`). A model named as code (``file.py:factory``,
+``package.module:factory``) is refused unless the caller trusts code (``trust_code=True``,
+``--trust-code``): importing it runs it. See ``recipes/demo.yaml`` for a complete example.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from prunekit.safe_yaml import YamlError, load_yaml_file
+from prunekit.schema_errors import did_you_mean, format_error, short_repr
 
 
 class RecipeError(ValueError):
@@ -20,11 +35,19 @@ class RecipeError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 Sparsity = Annotated[float, Field(ge=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # what numpy's and torch's generators take
+RESERVED_NAMES = frozenset(
+    {"baseline", "recipe.json", "report.json", "report.md", "report.csv", "report.html"}
+)
+"""Variant names that would collide with what a run writes at the top of its folder."""
+_DEVICE_NAMES = frozenset(
+    {"con", "prn", "aux", "nul", *(f"{p}{i}" for p in ("com", "lpt") for i in range(1, 10))}
+)  # Windows reserves these as file names, with any extension
 
 
 def _one_of(name: str, known: Iterable[str], what: str) -> str:
@@ -53,6 +76,30 @@ class DataSpec(_Strict):
             raise ValueError("data 'npz' needs 'path: file.npz' (arrays X and y)")
         return self
 
+    @model_validator(mode="after")
+    def _known_options(self) -> DataSpec:
+        from prunekit.data import DATASETS
+
+        parameters = {
+            name: parameter
+            for name, parameter in inspect.signature(DATASETS[self.name]).parameters.items()
+            if parameter.kind is parameter.POSITIONAL_OR_KEYWORD and name not in ("seed", "path")
+        }
+        for key, value in self.options.items():
+            if key not in parameters:
+                raise ValueError(
+                    f"data {self.name!r} has no option {key!r}"
+                    f"{did_you_mean(key, parameters) or ''}; "
+                    f"its options: {sorted(parameters) or 'none'}"
+                )
+            default = parameters[key].default
+            if type(default) in (int, float, bool, str) and not _same_kind(value, default):
+                raise ValueError(
+                    f"option {key!r} = {short_repr(value)} must be a {type(default).__name__}, "
+                    f"like its default {default!r}"
+                )
+        return self
+
 
 class ModelSpec(_Strict):
     name: str
@@ -60,15 +107,28 @@ class ModelSpec(_Strict):
 
     @field_validator("name")
     @classmethod
-    def _known_model(cls, name: str) -> str:
+    def _known_model(cls, name: str, info: ValidationInfo) -> str:
         from prunekit.models import MODELS
+        from prunekit.user_code import check_exists, names_code, require_trust
 
-        if name not in MODELS and ":" not in name:
+        if names_code(name):
+            require_trust(name, trust_code=_trusts_code(info), what="model")
+            check_exists(name, "model")
+        elif name not in MODELS:
             raise ValueError(
                 f"not in the zoo ({', '.join(sorted(MODELS))}); "
                 "or give a factory as 'file.py:factory'"
             )
         return name
+
+    @model_validator(mode="after")
+    def _zoo_arguments(self) -> ModelSpec:
+        from prunekit.models import MODELS
+        from prunekit.models.registry import check_arguments
+
+        if self.name in MODELS:  # a user's factory is checked when it is imported, at run
+            check_arguments(self.name, self.kwargs, MODELS[self.name])
+        return self
 
 
 class TrainSpec(_Strict):
@@ -115,6 +175,11 @@ class ScheduleSpec(_Strict):
             raise ValueError(
                 f"end_step ({self.end_step}) is before begin_step ({self.begin_step}); "
                 "make end_step >= begin_step"
+            )
+        if self.initial_sparsity > self.final_sparsity:
+            raise ValueError(
+                f"initial_sparsity ({self.initial_sparsity}) is above final_sparsity "
+                f"({self.final_sparsity}); a schedule only prunes more over time"
             )
         return self
 
@@ -227,10 +292,24 @@ class Stage(_Strict):
 
 
 class VariantSpec(_Strict):
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$")]
+    name: str
     start: Literal["baseline", "scratch"] = "baseline"
     model: ModelSpec | None = None
     stages: list[Stage] = []
+
+    @field_validator("name")
+    @classmethod
+    def _safe_folder_name(cls, name: str) -> str:
+        """A variant's name is the folder its files go to: one plain path component."""
+        plain = all(c.isascii() and (c.isalnum() or c in "_.+-") for c in name)
+        if not 1 <= len(name) <= 64 or not plain or name[0] in ".-" or name.endswith("."):
+            raise ValueError(
+                "a variant name is a folder name: 1-64 of A-Z a-z 0-9 _ . + -, not starting "
+                "with '.' or '-' nor ending with '.' (so '.', '..' and paths are refused)"
+            )
+        if name.lower() in RESERVED_NAMES or name.lower().split(".")[0] in _DEVICE_NAMES:
+            raise ValueError(f"{name!r} is a name the run or the system uses; rename it")
+        return name
 
     @model_validator(mode="after")
     def _new_model_starts_from_scratch(self) -> VariantSpec:
@@ -255,8 +334,8 @@ class MeasureSpec(_Strict):
 
 
 class Recipe(_Strict):
-    name: str
-    seed: int = 0
+    name: Annotated[str, Field(min_length=1, max_length=200)]  # a title, shown in every table
+    seed: Seed = 0
     data: DataSpec = DataSpec()
     model: ModelSpec
     train: TrainSpec = DEFAULT_TRAIN
@@ -271,13 +350,23 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Recipe:
-        names = [v.name for v in self.variants]
-        duplicates = sorted({n for n in names if names.count(n) > 1} | ({"baseline"} & set(names)))
+        names = [v.name.lower() for v in self.variants]  # case-insensitive file systems
+        duplicates = sorted({v.name for v in self.variants if names.count(v.name.lower()) > 1})
         if duplicates:
-            raise ValueError(
-                f"variant names must be unique and not 'baseline'; rename {duplicates}"
-            )
+            raise ValueError(f"variant names must be unique (ignoring case); rename {duplicates}")
         return self
+
+    def imported_code(self) -> list[str]:
+        """The model factories this recipe imports (and so runs) when it is run.
+
+        >>> parse_recipe({"name": "t", "model": {"name": "torch.nn:Identity"}},
+        ...              trust_code=True).imported_code()
+        ['torch.nn:Identity']
+        """
+        from prunekit.user_code import names_code
+
+        specs = [self.model, *(v.model for v in self.variants if v.model is not None)]
+        return sorted({spec.name for spec in specs if names_code(spec.name)})
 
 
 _EXAMPLES = {
@@ -286,54 +375,43 @@ _EXAMPLES = {
 }
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "recipe"
+def _trusts_code(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("trust_code"))
 
 
-def format_error(error: ValidationError, source: str) -> str:
-    """The first validation problem as one actionable line (plus how many more there are)."""
-    problems = error.errors()
-    first = problems[0]
-    where = _location(tuple(first["loc"]))
-    kind = first["type"]
-    if kind == "missing":
-        hint = _EXAMPLES.get(str(first["loc"][-1]), "add it")
-        line = f"{where} is required; {hint}"
-    elif kind == "extra_forbidden":
-        line = f"unknown key {where!r}; remove it or check its spelling"
-    else:
-        message = first["msg"].removeprefix("Value error, ")
-        line = f"{where} = {first.get('input')!r}: {message}"
-    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-    return f"{source}: {line}{more}"
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return type(value) is type(default)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
 
 
-def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
-    """Validate an already-loaded mapping; raises :class:`RecipeError` with one line."""
+def parse_recipe(data: Any, source: str = "recipe", *, trust_code: bool = False) -> Recipe:
+    """Validate an already-loaded mapping; raises :class:`RecipeError` with one line.
+
+    A model named as code is refused unless ``trust_code`` (nothing is imported here either way).
+    """
     if not isinstance(data, dict):
-        raise RecipeError(f"{source}: a recipe is a YAML mapping (key: value), got {type(data).__name__}")
+        raise RecipeError(
+            f"{source}: a recipe is a YAML mapping (key: value), got {type(data).__name__}"
+        )
     try:
-        return Recipe.model_validate(data)
+        return Recipe.model_validate(data, context={"trust_code": trust_code})
     except ValidationError as exc:
-        raise RecipeError(format_error(exc, source)) from None
+        raise RecipeError(format_error(exc, source, Recipe, _EXAMPLES)) from None
+    except RecursionError:
+        raise RecipeError(f"{source}: nested too deeply to be a recipe") from None
 
 
-def load_recipe(path: str | Path) -> Recipe:
+def load_recipe(path: str | Path, *, trust_code: bool = False) -> Recipe:
     """Read and validate a recipe file.
 
     >>> load_recipe("recipes/demo.yaml").model.name
     'lenet5'
     """
-    file = Path(path)
-    if not file.is_file():
-        raise RecipeError(f"recipe file {str(file)!r} does not exist; check the path")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise RecipeError(f"{file}: not valid YAML{where}; fix the syntax there") from None
-    return parse_recipe(data, str(file))
+        data = load_yaml_file(path)
+    except YamlError as exc:
+        raise RecipeError(f"recipe {exc}") from None
+    return parse_recipe(data, str(path), trust_code=trust_code)

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunekit.export.architecture import describe, rebuild, trace
+from prunekit.export.architecture import ArchitectureError, describe, rebuild, trace
 from prunekit.hf.architectures import is_hf_model
 from prunekit.masks import has_masks
 from prunekit.sparse.storage import (
@@ -89,12 +89,13 @@ def save(
     )
 
 
-def load(path: str | os.PathLike[str], *, trust: bool = False) -> nn.Module:
+def load(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> nn.Module:
     """Rebuild the model saved at ``path`` by :func:`save`, without its source code.
 
-    Pickle files (``torch.save``) are refused unless ``trust=True``: unpickling runs whatever
-    code the file holds. With ``trust=True`` they are loaded with ``torch.load(weights_only=False)``
-    (and a warning), which also needs the classes' source code importable.
+    Pickle files (``torch.save``) are refused unless ``trust_pickle=True``: unpickling runs
+    whatever code the file holds. With ``trust_pickle=True`` they are loaded with
+    ``torch.load(weights_only=False)`` (and a warning), which also needs the classes' source
+    code importable. (``trust_pickle`` is named as in :func:`prunekit.sparse.load_state_dict`.)
 
     >>> import tempfile, os
     >>> from torch import nn
@@ -104,7 +105,7 @@ def load(path: str | os.PathLike[str], *, trust: bool = False) -> nn.Module:
     """
     path = Path(path)
     if _looks_like_pickle(path):
-        return _load_pickle(path, trust)
+        return _load_pickle(path, trust_pickle)
     if path.suffix.lower() == ".onnx":
         raise StorageError(
             f"{path} is an ONNX model; prunekit loads its own safetensors files. Run it with "
@@ -123,11 +124,14 @@ def load(path: str | os.PathLike[str], *, trust: bool = False) -> nn.Module:
             "prunekit.save(model, path) to make it loadable on its own"
         )
     state = {name: _aligned(tensor) for name, tensor in load_state_dict(path).items()}
-    try:
+    try:  # the checksum has vouched for the text; what it says is checked by rebuild
         description = json.loads(architecture)
-    except json.JSONDecodeError as err:
-        raise StorageError(f"{path}: the architecture metadata is damaged ({err})") from err
-    return rebuild(description, state)
+    except (ValueError, RecursionError) as err:
+        raise StorageError(f"{path}: the architecture metadata is damaged ({err})") from None
+    try:
+        return rebuild(description, state)
+    except ArchitectureError as err:
+        raise ArchitectureError(f"{path}: {err}") from err
 
 
 def _aligned(tensor: torch.Tensor) -> torch.Tensor:
@@ -140,14 +144,14 @@ def _aligned(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.data_ptr() % ALIGNMENT == 0 else tensor.clone()
 
 
-def _load_pickle(path: Path, trust: bool) -> nn.Module:
-    if not trust:
+def _load_pickle(path: Path, trust_pickle: bool) -> nn.Module:
+    if not trust_pickle:
         raise StorageError(
             f"{path} is a pickle (torch.save) file; prunekit does not unpickle files, because "
-            "unpickling can run arbitrary code. If you trust its source, pass trust=True, then "
-            "re-save it with prunekit.save(model, path) as a safe file"
+            "unpickling can run arbitrary code. If you trust its source, pass trust_pickle=True, "
+            "then re-save it with prunekit.save(model, path) as a safe file"
         )
-    logger.warning("unpickling %s because trust=True: this runs code stored in the file", path)
+    logger.warning("unpickling %s (trust_pickle=True): this runs code stored in the file", path)
     model = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(model, nn.Module):
         raise StorageError(

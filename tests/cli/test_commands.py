@@ -91,7 +91,7 @@ def test_prune_user_model_writes_report_and_a_model_that_loads_without_its_code(
     out = tmp_path / "out"
     result = runner.invoke(app, [
         "prune", "--model", f"{source}:make", "--input-shape", "2,3,16,16", "--ratio", "0.5",
-        "--criterion", "l2", "--out", str(out), "--repeats", "3",
+        "--criterion", "l2", "--out", str(out), "--repeats", "3", "--trust-code",
     ])
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
@@ -118,3 +118,41 @@ def test_prune_rejects_bad_input_in_one_line(tmp_path: Path) -> None:
     ])
     assert result.exit_code == 2 and "input shape" in result.output
     assert "Traceback" not in result.output
+
+
+def _one_error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    return lines[0]
+
+
+def test_a_recipe_that_names_code_needs_trust_code(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    path = _write(tmp_path, {"name": "t", "model": {"name": "os:system", "kwargs": {
+        "command": f"touch {canary}"}}})  # fmt: skip
+    for command in (["validate"], ["run", "-o", str(tmp_path / "o")]):
+        line = _one_error_line(runner.invoke(app, [*command, str(path)]))
+        assert "names Python code (module 'os')" in line and "--trust-code" in line
+    assert not canary.exists()
+    result = runner.invoke(app, ["validate", str(path), "--trust-code"])
+    assert result.exit_code == 0 and "imports and runs Python code: os:system" in result.output
+    assert not canary.exists()  # validate never imports
+
+
+def test_run_into_a_file_or_a_full_disk_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    path = _write(tmp_path, {"name": "t", "data": {"name": "digits"},
+                             "model": {"name": "mlp", "kwargs": {"in_features": 64}}})
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep")
+    line = _one_error_line(runner.invoke(app, ["run", str(path), "--out", str(blocker / "x")]))
+    assert "is a file, not a folder" in line and blocker.read_text() == "keep"
+
+    import prunekit.io
+
+    def full_disk(target):
+        raise OSError(28, "No space left on device", str(target))
+
+    monkeypatch.setattr(prunekit.io, "_new_temporary", full_disk)
+    line = _one_error_line(runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "o")]))
+    assert "No space left on device" in line and "recipe.json" in line

@@ -46,3 +46,29 @@ def test_unknown_tags_and_names_are_refused(encoded: dict) -> None:
 def test_values_json_cannot_hold_are_named() -> None:
     with pytest.raises(ArchitectureError, match="where: value .*Tensor"):
         encode_value(torch.zeros(1), "where")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"tuple": "abc"}, {"tuple": {"a": 1}}, {"slice": [1, 2]}, {"slice": "::2"},
+        {"dict": [1, 2]}, {"node": ["x"]}, {"node": {"a": 1}}, {"device": 5},
+        {"device": "no-such-device"}, {"dtype": ["float16"]}, {"float": 1.5},
+        {"ellipsis": [1]}, {"layout": "float16"},
+    ],
+)
+def test_malformed_tag_payloads_are_one_clean_error(payload: dict) -> None:
+    with pytest.raises(ArchitectureError):
+        decode_value(payload, {})
+
+
+def test_deep_nesting_is_refused_before_python_recursion_runs_out() -> None:
+    deep: object = 0
+    for _ in range(5000):
+        deep = {"tuple": [deep]}
+    with pytest.raises(ArchitectureError, match="nested deeper"):
+        decode_value(deep, {})
+    shallow: object = 0
+    for _ in range(20):
+        shallow = [shallow]
+    assert decode_value(shallow, {}) == shallow

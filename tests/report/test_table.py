@@ -59,3 +59,20 @@ def test_unmeasured_accuracy_is_a_dash_and_json_null(tmp_path: Path) -> None:
     assert "| after | — | — |" in markdown_table(rows)
     paths = write_report(rows, tmp_path, title="t")
     assert json.loads(paths["json"].read_text())["rows"][1]["accuracy"] is None
+
+
+def test_the_four_files_are_replaced_as_a_set(tmp_path: Path, monkeypatch) -> None:
+    """A failure while rendering or writing any of them leaves the previous report whole."""
+    from prunekit.report import html
+
+    write_report([_row("baseline")], tmp_path, title="old")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["report.csv", "report.html", "report.json", "report.md"]
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(html, "render_html", broken)
+    with pytest.raises(OSError):
+        write_report([_row("baseline", accuracy=0.5)], tmp_path, title="new")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

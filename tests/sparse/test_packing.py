@@ -44,6 +44,17 @@ def test_damaged_parts_raise_packing_errors() -> None:
         unpack(data, {**info, "codec": "lz4"})
     with pytest.raises(PackingError, match="incomplete"):
         unpack(data, {"codec": "raw"})
+    with pytest.raises(PackingError, match="1-D uint8"):
+        unpack(data.view(np.int8), info)
+
+
+def test_a_forged_inflation_is_refused_before_inflating() -> None:
+    import zlib
+
+    bomb = np.frombuffer(zlib.compress(bytes(40_000_000), 9), dtype=np.uint8)  # ~39 KB
+    info = {"codec": "deflate-shuffle", "itemsize": 4, "count": 10_000_000}
+    with pytest.raises(PackingError, match="declares 40,000,000 bytes but holds"):
+        unpack(bomb, info)
 
 
 def test_smallest_unsigned_boundaries() -> None:

@@ -119,7 +119,7 @@ def test_extra_metadata_rides_along_and_reserved_keys_are_refused(tmp_path: Path
         {"w": torch.ones(2)}, tmp_path / "m.safetensors", metadata={"prunekit.arch": "x"}
     )
     assert read_metadata(path)["prunekit.arch"] == "x"
-    assert read_metadata(path)["prunekit.storage.version"] == "1"
+    assert read_metadata(path)["prunekit.storage.version"] == "2"
     with pytest.raises(ValueError, match="reserved"):
         save_state_dict(
             {"w": torch.ones(2)}, tmp_path / "n.safetensors", metadata={"prunekit.storage.x": "1"}

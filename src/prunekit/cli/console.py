@@ -17,6 +17,8 @@ from prunekit.report.table import cells
 console = Console()
 errors = Console(stderr=True)
 
+TRUST_CODE_HELP = "allow importing the Python code a model names (file.py:factory): it runs"
+
 
 def fail(message: str) -> NoReturn:
     """Print ``message`` as one error line and exit with code 2."""

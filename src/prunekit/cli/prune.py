@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from prunekit.cli.console import console, fail, print_table
+from prunekit.cli.console import TRUST_CODE_HELP, console, fail, print_table
 
 
 def prune(
@@ -25,6 +25,7 @@ def prune(
     data: Annotated[str | None, typer.Option(help="data set for accuracy / data criteria")] = None,
     repeats: Annotated[int, typer.Option(help="timed latency repeats")] = 20,
     deploy: Annotated[bool, typer.Option(help="time with BN folded, channels-last")] = False,
+    trust_code: Annotated[bool, typer.Option("--trust-code", help=TRUST_CODE_HELP)] = False,
 ) -> None:
     """Remove channels/neurons physically; write the compacted model and a before/after report."""
     from prunekit.structured.before_after import parse_macs, prune_from_spec
@@ -32,6 +33,7 @@ def prune(
     try:
         rows = prune_from_spec(
             model, input_shape, out, weights=weights, data=data, repeats=repeats, deploy=deploy,
+            trust_code=trust_code,
             ratio=ratio, max_macs=parse_macs(max_macs) if max_macs else None,
             criterion=criterion, scope=scope, max_layer_ratio=max_layer_ratio,
             round_to=round_to, ignore=[name for name in ignore.split(",") if name],

@@ -7,34 +7,49 @@ from typing import Annotated
 
 import typer
 
-from prunekit.cli.console import console, fail, print_table
-from prunekit.recipe import RecipeError, load_recipe
+from prunekit.cli.console import TRUST_CODE_HELP, console, fail, print_table
+from prunekit.recipe import Recipe, RecipeError, load_recipe
+
+TrustCode = Annotated[bool, typer.Option("--trust-code", help=TRUST_CODE_HELP)]
 
 
-def validate(recipe: Annotated[Path, typer.Argument(help="recipe YAML file")]) -> None:
-    """Check a recipe without running anything."""
+def _load(recipe: Path, trust_code: bool) -> Recipe:
     try:
-        spec = load_recipe(recipe)
+        return load_recipe(recipe, trust_code=trust_code)
     except RecipeError as exc:
         fail(str(exc))
+
+
+def validate(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
+    trust_code: TrustCode = False,
+) -> None:
+    """Check a recipe without running anything (nothing it names is imported)."""
+    spec = _load(recipe, trust_code)
     console.print(f"[green]ok[/] {recipe}: {spec.name}, {len(spec.variants)} variant(s)")
+    for code in spec.imported_code():
+        console.print(f"[yellow]note:[/] running it imports and runs Python code: {code}")
 
 
 def run(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("runs/out"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+    trust_code: TrustCode = False,
 ) -> None:
     """Run a recipe end to end and write report.json, report.md and each variant's weights."""
     from prunekit.pipeline import run_recipe
 
+    spec = _load(recipe, trust_code)
     try:
-        spec = load_recipe(recipe)
-    except RecipeError as exc:
-        fail(str(exc))
-    try:
-        rows = run_recipe(spec, out, progress=not quiet)
+        rows = run_recipe(spec, out, progress=not quiet, trust_code=trust_code)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
+    except OSError as exc:  # a full disk or a folder made read-only mid-run
+        where = f" {exc.filename}" if exc.filename else ""
+        fail(
+            f"cannot write{where}: {exc.strerror or exc}; free space or choose another --out "
+            "(files already written are intact: rerun to resume)"
+        )
     print_table(rows, spec.name)
     console.print(f"report: {out / 'report.md'}  ·  {out / 'report.json'}")

@@ -202,7 +202,8 @@ _OPERATORS = (
     "invert", "and_", "or_", "xor", "lshift", "rshift", "not_", "eq", "ne", "lt", "le", "gt",
     "ge", "getitem", "iadd", "isub", "imul", "itruediv", "ifloordiv", "imatmul", "contains",
 )  # fmt: skip
-_TORCH_DENIED = frozenset({"from_file"})  # reads a file the graph names
+# from_file reads a file the graph names; frombuffer/from_numpy read raw Python-object memory
+_TORCH_DENIED = frozenset({"from_file", "frombuffer", "from_numpy"})
 _FUNCTIONAL_MODULES = frozenset({"torch.nn.functional", "torch._C._nn", "torch"})
 TENSOR_PROPERTIES = frozenset(
     {"shape", "dtype", "device", "ndim", "layout", "T", "mT", "is_cuda", "requires_grad"}

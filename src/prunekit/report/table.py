@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from prunekit.io import write_text_atomic
+from prunekit.io import write_texts_atomic
 
 Row = dict[str, Any]
 
@@ -114,7 +114,12 @@ def markdown_table(rows: Sequence[Row]) -> str:
 def write_report(
     rows: Sequence[Row], out_dir: str | Path, *, title: str, meta: dict[str, Any] | None = None
 ) -> dict[str, Path]:
-    """Write report.json, .md, .csv and a self-contained report.html; return their paths."""
+    """Write report.json, .md, .csv and a self-contained report.html as one set; return paths.
+
+    All four are rendered first and replace the old ones only once every file is written, so a
+    failure (an unrenderable value, a full disk) leaves the previous report whole, never a new
+    Markdown table beside an old JSON.
+    """
     from prunekit.report.html import render_html
 
     if not rows:
@@ -128,13 +133,15 @@ def write_report(
     }
     document = {"title": title, "rows": list(rows), **(meta or {})}
     text = json.dumps(_json_safe(document), indent=2, default=str, allow_nan=False)
-    write_text_atomic(paths["json"], text + "\n")
-    write_text_atomic(paths["md"], f"# {title}\n\n{markdown_table(rows)}")
     flat_keys = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=flat_keys, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    write_text_atomic(paths["csv"], buffer.getvalue())
-    write_text_atomic(paths["html"], render_html(rows, title))
+    write_texts_atomic({
+        paths["json"]: text + "\n",
+        paths["md"]: f"# {title}\n\n{markdown_table(rows)}",
+        paths["csv"]: buffer.getvalue(),
+        paths["html"]: render_html(rows, title),
+    })  # fmt: skip
     return paths

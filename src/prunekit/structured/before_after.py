@@ -158,6 +158,7 @@ def prune_from_spec(
     data: str | None = None,
     repeats: int = 20,
     deploy: bool = False,
+    trust_code: bool = False,
     **prune_options: Any,
 ) -> list[Row]:
     """``prunekit prune``: build ``model_spec`` (zoo name or ``file.py:factory``), prune, report.
@@ -170,7 +171,7 @@ def prune_from_spec(
     from prunekit.models import build_model
 
     shape = parse_shape(input_shape)
-    model = build_model(model_spec)
+    model = build_model(model_spec, trust_code=trust_code)
     if weights is not None:
         if not Path(weights).is_file():
             raise FileNotFoundError(f"weights file {str(weights)!r} does not exist")

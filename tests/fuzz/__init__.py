@@ -1,0 +1,1 @@
+"""Generated hostile inputs (recipes, model files) and the harness that classifies outcomes."""
