@@ -89,9 +89,15 @@ def save_hf(
 
 
 def load_hf(path: str | os.PathLike[str]) -> nn.Module:
-    """Rebuild the model :func:`save_hf` wrote, in eval mode."""
+    """Rebuild the model :func:`save_hf` wrote, in eval mode.
+
+    The weights are read (and the file's checksum, which covers the metadata, verified) before
+    anything is built, and the model is first built on the meta device and compared with them,
+    so a tampered config cannot make loading allocate more than the file holds.
+    """
     import transformers
 
+    state = load_state_dict(path)
     metadata = read_metadata(path)
     name = metadata.get(KEY_CLASS)
     if name not in HF_CLASSES:
@@ -106,14 +112,26 @@ def load_hf(path: str | os.PathLike[str]) -> nn.Module:
     if model_type not in ARCHITECTURES:
         raise StorageError(f"{path}: model_type {model_type!r} has no prunekit.hf adapter")
     config = transformers.AutoConfig.for_model(model_type, **config_dict)
-    model = getattr(transformers, name)(config)
-    for index, shape in enumerate(shapes):
-        _narrow_to(model, index, shape)
-    state = load_state_dict(path)
     for alias, source in tied.items():
         state[alias] = state[source]
+    with torch.device("meta"):
+        probe = getattr(transformers, name)(config)
+    _narrow_all(probe, shapes)  # on the meta weights; the indices stay on the CPU
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        wrong = sorted(set(expected) ^ set(found)) or sorted(
+            k for k in expected if expected[k] != found[k])
+        raise StorageError(f"{path}: the described model does not match its weights ({wrong[:3]})")
+    model = getattr(transformers, name)(config)
+    _narrow_all(model, shapes)
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def _narrow_all(model: nn.Module, shapes: list[dict[str, int]]) -> None:
+    for index, shape in enumerate(shapes):
+        _narrow_to(model, index, shape)
 
 
 def _narrow_to(model: nn.Module, index: int, shape: dict[str, int]) -> None:
