@@ -34,7 +34,7 @@ def test_params_nonzero_and_sparsity() -> None:
     assert params == 100 + 10 + 20 + 2
     assert nonzero == params - 50
     assert prunable_sparsity(model) == pytest.approx(50 / 120)
-    assert layer_sparsity(model) == {"0": 0.5, "2": 0.0}
+    assert layer_sparsity(model) == {"0.weight": 0.5, "2.weight": 0.0}
 
 
 def test_accuracy_counts_correct_predictions() -> None:
