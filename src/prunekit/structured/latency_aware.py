@@ -261,7 +261,7 @@ def prune_for_latency(
     else:
         from prunekit.evaluate import count_macs
 
-        measured = count_macs(model, inputs[0])
+        measured = count_macs(model, inputs)
         budget = layer_macs_budget(graph, macs_fraction(max_macs, measured), measured,
                                    len(inputs[0]))
         _greedy(search, lambda s: s.totals()[1] <= budget)
