@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from prunekit.cli import prune, recipes
+from prunekit.cli import explain, prune, recipes
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True,
@@ -29,5 +29,6 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
 app.command()(recipes.validate)
 app.command()(recipes.run)
 app.command()(prune.prune)
+app.command()(explain.explain)
 
 __all__ = ["app"]

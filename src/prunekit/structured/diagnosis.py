@@ -58,27 +58,26 @@ def nothing_removed(graph: DependencyGraph) -> str:
 
 
 def unreachable_macs(
-    graph: DependencyGraph, left_per_sample: np.ndarray, fixed: float, target: float,
-    batch: int,
+    graph: DependencyGraph, left: np.ndarray, fixed: float, target: float
 ) -> str:
     """The error for a MACs target that even removing every prunable unit cannot reach.
 
-    ``left_per_sample[i]`` is what MACs term ``i`` keeps with every unit gone; ``fixed`` is
-    what the counter measured outside every term (layers no rule describes).
+    ``left[i]`` is what MACs term ``i`` keeps with every unit gone (on the example); ``fixed``
+    is what the counter measured outside every term (layers no rule describes).
     """
     by_module: dict[str, float] = {}
-    for term, left in zip(graph.macs, left_per_sample):
-        by_module[term.module or "<model>"] = by_module.get(term.module or "<model>", 0.0) + left
+    for term, macs in zip(graph.macs, left):
+        by_module[term.module or "<model>"] = by_module.get(term.module or "<model>", 0.0) + macs
     reasons = {p.module: _unexpected(p.reasons) or p.reasons for p in graph.pinned}
     heaviest = sorted(by_module.items(), key=lambda kv: -kv[1])[:4]
-    named = [f"{module!r} keeps {macs * batch:,.0f} ({'; '.join(reasons.get(module, ()))})"
-             if reasons.get(module) else f"{module!r} keeps {macs * batch:,.0f}"
+    named = [f"{module!r} keeps {macs:,.0f} ({'; '.join(reasons.get(module, ()))})"
+             if reasons.get(module) else f"{module!r} keeps {macs:,.0f}"
              for module, macs in heaviest if macs > 0]
     if fixed > 0:
         opaque = [f"{name!r} ({why})" for name, why in graph.trace.opaque.items()]
         named.append(f"{fixed:,.0f} are in work no layer rule covers"
                      + (f", e.g. {', '.join(opaque)}" if opaque else ""))
-    floor = float(left_per_sample.sum()) * batch + fixed
+    floor = float(left.sum()) + fixed
     return (f"max_macs: even removing every removable unit leaves {floor:,.0f} MACs, above the "
             f"target {target:,.0f}; what cannot shrink: {'; '.join(named) or 'nothing found'}. "
             "Fix what pins those layers (see prunekit explain), or ask for fewer savings")

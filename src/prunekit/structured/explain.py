@@ -78,8 +78,8 @@ def explain(
     round_to: int = 1,
 ) -> Explanation:
     """The groups, scores, pins and (with ``ratio`` or ``max_macs``) the plan ``prune_channels``
-    would follow with the same arguments; the model is left as it is. ``*_macs`` are per sample
-    on the traced shapes, over the layers and products a rule describes."""
+    would follow with the same arguments; the model is left as it is. ``*_macs`` are for the
+    example input, over the layers and products a rule describes."""
     inputs, graph, scores = graph_and_scores(model, example_input, criterion, data, ignore)
     values = scores.scores.double().numpy()
     used, remove = None, np.zeros(graph.num_units, dtype=bool)

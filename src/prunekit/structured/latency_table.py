@@ -176,7 +176,7 @@ def _pruned_copies(
             kept = _kept(group.size, float(rng.choice(fractions)), round_to)
             remove[group.units[kept:]] = True
         with single_thread():
-            remove_units(twin, remove, example[:1])
+            remove_units(twin, remove, example)
         models.append(twin.model)
     return models
 

@@ -176,17 +176,17 @@ def estimate_macs(graph: DependencyGraph, remove: np.ndarray) -> float:
     return float(term_macs(graph, remove).sum())
 
 
-def layer_macs_budget(graph: DependencyGraph, fraction: float, measured: int, batch: int) -> float:
-    """Per-sample MACs (as :func:`estimate_macs` counts them) that leave at most ``fraction``
-    of the ``measured`` total for a batch of ``batch``; whatever else the counter measured
-    (layers no rule describes) is taken as fixed."""
-    dense = estimate_macs(graph, np.zeros(graph.num_units, dtype=bool)) * batch
+def layer_macs_budget(graph: DependencyGraph, fraction: float, measured: int) -> float:
+    """MACs (as :func:`estimate_macs` counts them, on the example) that leave at most
+    ``fraction`` of the ``measured`` total; whatever else the counter measured (layers no rule
+    describes) is taken as fixed."""
+    dense = estimate_macs(graph, np.zeros(graph.num_units, dtype=bool))
     fixed = max(0.0, measured - dense)
-    return (fraction * measured - fixed) / batch
+    return fraction * measured - fixed
 
 
 def _ratio_for_macs(
-    graph: DependencyGraph, scores: Tensor, fraction: float, measured: int, batch: int,
+    graph: DependencyGraph, scores: Tensor, fraction: float, measured: int,
     scope: Scope, max_layer_ratio: float, round_to: int,
 ) -> float:
     """Bisect the ratio whose estimated MACs fall under ``fraction`` of the dense ``measured``.
@@ -196,20 +196,19 @@ def _ratio_for_macs(
     removing every unit cannot reach fails naming what cannot shrink; one that the caps stop
     says to raise ``max_layer_ratio``.
     """
-    target = layer_macs_budget(graph, fraction, measured, batch) * batch
+    target = layer_macs_budget(graph, fraction, measured)
     fixed = fraction * measured - target
 
     def macs(ratio: float) -> float:
         plan = plan_removal(graph, scores, ratio, scope=scope, max_layer_ratio=max_layer_ratio,
                             round_to=round_to)
-        return estimate_macs(graph, plan) * batch
+        return estimate_macs(graph, plan)
 
     low, high = 0.0, 1.0
     if macs(high) > target:
         left = term_macs(graph, np.ones(graph.num_units, dtype=bool))
-        if left.sum() * batch > target:
-            raise ValueError(unreachable_macs(graph, left, max(0.0, fixed),
-                                              fraction * measured, batch))
+        if left.sum() > target:
+            raise ValueError(unreachable_macs(graph, left, max(0.0, fixed), fraction * measured))
         raise ValueError(
             f"max_macs: even the largest pruning allowed leaves {macs(high) + fixed:,.0f} MACs, "
             f"above the target {fraction * measured:,.0f}; raise max_layer_ratio (now "
@@ -283,7 +282,7 @@ def plan_for_target(
 
         measured = count_macs(graph.model, inputs)
         ratio = _ratio_for_macs(graph, scores, macs_fraction(max_macs, measured), measured,
-                                len(inputs[0]), scope, max_layer_ratio, round_to)
+                                scope, max_layer_ratio, round_to)
     assert ratio is not None
     remove = plan_removal(graph, scores, ratio, scope=scope, max_layer_ratio=max_layer_ratio,
                           round_to=round_to)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from prunekit.layers import kind_of
 from prunekit.structured.graph import DependencyGraph
-from prunekit.structured.trace import run_one_sample
+from prunekit.structured.trace import run_example
 
 
 class RewriteError(RuntimeError):
@@ -96,7 +96,7 @@ def _check(graph: DependencyGraph, example_inputs: tuple[Tensor, ...]) -> None:
     model = graph.model
     output = next(n for n in graph.trace.module.graph.nodes if n.op == "output")
     expected = _shapes_of_size(graph.trace.shapes.get(output.args[0]))
-    got = _shapes(run_one_sample(model, model, example_inputs))
+    got = _shapes(run_example(model, model, example_inputs))
     if expected is not None and got != expected:
         raise RewriteError(f"output shapes changed from {expected} to {got}")
 
@@ -143,19 +143,22 @@ def remove_units(
             replacement = kind.resize(module, {axis: kept(ids) for axis, ids in axes.items()})
             if replacement is not None:
                 snapshot.replace(name, replacement)
+    counts = []
     for (name, attribute), ids in graph.attributes.items():
         module = model.get_submodule(name)
         if getattr(module, attribute) != kept(ids):
             snapshot.keep(module, (attribute,))
             setattr(module, attribute, kept(ids))
+            counts.append(f"{name or 'model'}.{attribute} = {kept(ids)}")
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
     try:
         _check(graph, inputs)
     except Exception as exc:
         snapshot.restore()
+        set_counts = f" (after setting {', '.join(counts)})" if counts else ""
         raise RewriteError(
-            f"the compacted model failed its check ({type(exc).__name__}: {exc}); the model was "
-            "restored. A shape in forward() probably does not follow the channels (a literal "
-            "size, or one computed from another tensor); pass the module involved in "
-            "ignore=[...]"
+            f"the compacted model failed its check{set_counts}: {type(exc).__name__}: {exc}; "
+            "the model was restored. A shape in forward() probably does not follow the "
+            "channels (a literal size, or one computed from another tensor): compute it from "
+            "the attribute or the input, or pass the module involved in ignore=[...]"
         ) from exc

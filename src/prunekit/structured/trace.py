@@ -4,8 +4,10 @@ Why fx: ``torch.fx.symbolic_trace`` gives, in milliseconds, a graph whose layer 
 the user's ``nn.Module`` objects (``call_module`` nodes with qualified names), so a coupling found
 in the graph points straight at the module whose weights must shrink, and the module stack of
 every op is known for error messages. What fx alone cannot give is shapes (needed where a
-channel owns an H·W block of a flattened tensor); one real forward pass at batch 1 through an
-``fx.Interpreter`` records them.
+channel owns an H·W block of a flattened tensor); one real forward pass over the example
+through an ``fx.Interpreter`` records them. The whole example runs, not a slice of it: which
+dim of each input is the batch is the model's business (``(L, N, E)`` sequences, masks of
+``(L, S)``), and cutting the wrong one would record wrong shapes.
 
 Leaves are the layers prunekit has a description for (:mod:`prunekit.layers`, found along the
 MRO, so a user's subclass of ``nn.Conv2d`` is a Conv2d leaf) and, as fx has it, torch.nn's
@@ -21,7 +23,7 @@ a model whose own ``forward`` cannot be traced raises :class:`TraceError`.
 >>> from torch import nn
 >>> t = trace_model(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), (torch.zeros(2, 4),))
 >>> [tuple(t.shapes[n]) for n in t.module.graph.nodes if n.op == "call_module"]
-[(1, 3), (1, 3)]
+[(2, 3), (2, 3)]
 """
 
 from __future__ import annotations
@@ -78,11 +80,6 @@ class _ShapeRecorder(fx.Interpreter):
         return result
 
 
-def example_batch(inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """The first sample of each input (batch dimension kept): enough to learn every shape."""
-    return tuple(x[:1] if isinstance(x, Tensor) and x.dim() > 0 else x for x in inputs)
-
-
 class _Tracer(fx.Tracer):
     """fx's tracer, with described layers and the named submodules kept as leaves."""
 
@@ -127,16 +124,16 @@ def _symbolic_trace(
         return fx.GraphModule(model, graph), leaves
 
 
-def run_one_sample(
+def run_example(
     model: nn.Module, forward: Callable[..., Any], example_inputs: tuple[Tensor, ...]
 ) -> Any:
-    """``forward(*first sample)`` in eval mode without gradients, on one thread.
+    """``forward(*example_inputs)`` in eval mode without gradients, on one thread.
 
-    One sample is enough to learn shapes, and a second thread only adds synchronisation (on a
-    busy 2-core machine, 10× slower). Every submodule's mode and the thread count are restored.
+    A second thread only adds synchronisation to this small pass (on a busy 2-core machine,
+    10× slower). Every submodule's mode and the thread count are restored.
     """
     with eval_mode(model), torch.no_grad(), single_thread():
-        return forward(*example_batch(example_inputs))
+        return forward(*example_inputs)
 
 
 @contextlib.contextmanager
@@ -184,5 +181,5 @@ def trace_model(
     """Trace ``model`` (``ignore``-d submodules as opaque leaves) and record value shapes."""
     graph_module, opaque = _symbolic_trace(model, dict.fromkeys(ignore, "named in ignore"))
     recorder = _ShapeRecorder(graph_module)
-    run_one_sample(model, recorder.run, example_inputs)
+    run_example(model, recorder.run, example_inputs)
     return Trace(graph_module, recorder.shapes, opaque)
