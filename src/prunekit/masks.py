@@ -35,7 +35,7 @@ The lifecycle fits in one breath: *prune → train → strip*.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -62,7 +62,10 @@ def _changed() -> None:
     _generation += 1
 
 
-def _mask_gradient(module_ref: weakref.ref[nn.Module], name: str):
+def _mask_gradient(module_ref: weakref.ref[nn.Module], name: str) -> Callable[[Tensor], None]:
+    """The gradient hook of ``module.<name>``: it reads the mask at each call, so a mask
+    replaced or moved to another device is the one applied."""
+
     def hook(param: Tensor) -> None:
         module = module_ref()
         mask = None if module is None else module._buffers.get(name + MASK_SUFFIX)

@@ -300,7 +300,7 @@ def test_pruned_models_load_in_a_fresh_process(pruned: dict, tmp_path: Path) -> 
 def per_model_table() -> str:
     """The closing table: reported vs real sparsity, MACs before/after, what stayed pinned."""
     header = ("| model | reported sparsity | real zeros | MACs dense | MACs pruned | fraction "
-              "| max |Δ| vs zeroed | pinned (kept units) |")
+              "| max abs. diff. vs zeroed | pinned (kept units) |")
     lines = [header, "|" + "---|" * 8]
     for name in sorted(MODELS):
         model, _ = _build(name)

@@ -13,7 +13,16 @@ class takes effect everywhere (docs/layers.md shows how).
 ['weight_hh_l0', 'weight_hh_l0_reverse', 'weight_ih_l0', 'weight_ih_l0_reverse']
 """
 
-from prunekit.layers import attention, conv, elementwise, embedding, linear, norms, recurrent  # noqa: F401  (registers torch.nn's kinds)
+# importing each family registers its kinds in LAYER_KINDS
+from prunekit.layers import (  # noqa: F401
+    attention,
+    conv,
+    elementwise,
+    embedding,
+    linear,
+    norms,
+    recurrent,
+)
 from prunekit.layers.inventory import PrunableWeight, prunable_weights, skipped_weights
 from prunekit.layers.kind import (
     LAYER_KINDS,
