@@ -158,7 +158,7 @@ def normalised(scores: np.ndarray) -> np.ndarray:
 
 
 def term_macs(graph: DependencyGraph, remove: np.ndarray) -> np.ndarray:
-    """MACs of each of ``graph.macs``'s terms after removing ``remove`` (the traced sample's
+    """MACs of each of ``graph.macs``'s terms after removing ``remove`` (the traced example's
     shapes): each term shrinks by the kept fraction of every axis it scales with."""
     keep = np.append(~remove, True)
     left = np.zeros(len(graph.macs))
@@ -172,7 +172,7 @@ def term_macs(graph: DependencyGraph, remove: np.ndarray) -> np.ndarray:
 
 def estimate_macs(graph: DependencyGraph, remove: np.ndarray) -> float:
     """MACs of every layer and product a rule describes (Conv, Linear, RNN, attention...) after
-    removing ``remove``, on the traced sample's shapes."""
+    removing ``remove``, on the traced example's shapes."""
     return float(term_macs(graph, remove).sum())
 
 

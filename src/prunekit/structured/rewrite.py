@@ -114,7 +114,7 @@ def remove_units(
 ) -> None:
     """Cut the units where ``remove`` is true out of ``graph.model``, in place.
 
-    ``remove`` is a boolean array over ``graph``'s units. The model is checked on one sample of
+    ``remove`` is a boolean array over ``graph``'s units. The model is checked on
     ``example_input`` afterwards and restored if the check fails.
     """
     remove = np.asarray(remove, dtype=bool)

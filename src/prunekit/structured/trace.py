@@ -164,7 +164,7 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 def single_thread() -> Iterator[None]:
     """Run the body on one intra-op thread, then restore the thread count.
 
-    Pruning's own work (one sample's forward, norms of weights, slicing) is small; on a busy
+    Pruning's own work (the example's forward, norms of weights, slicing) is small; on a busy
     machine a second thread mostly waits for the first.
     """
     threads = torch.get_num_threads()
