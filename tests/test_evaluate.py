@@ -34,7 +34,7 @@ def test_params_nonzero_and_sparsity() -> None:
     assert params == 100 + 10 + 20 + 2
     assert nonzero == params - 50
     assert prunable_sparsity(model) == pytest.approx(50 / 120)
-    assert layer_sparsity(model) == {"0": 0.5, "2": 0.0}
+    assert layer_sparsity(model) == {"0.weight": 0.5, "2.weight": 0.0}
 
 
 def test_accuracy_counts_correct_predictions() -> None:
@@ -105,3 +105,26 @@ def test_untraceable_models_are_saved_as_weights(tmp_path: Path, caplog) -> None
     assert "cannot trace" in caplog.text
     for path in (dense, compressed):
         assert all(torch.equal(load_state_dict(path)[k], v) for k, v in model.state_dict().items())
+
+
+class _Attend(nn.Module):
+    def forward(self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return nn.functional.scaled_dot_product_attention(
+            q, k, k, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_macs_of_attention_and_bilinear_match_the_hand_count(kv_heads: int) -> None:
+    q, k = torch.zeros(2, 4, 5, 8), torch.zeros(2, kv_heads, 7, 8)
+    mask = torch.ones(2, 1, 5, 7, dtype=torch.bool)
+    # q·kᵀ and weights·v: every query head of every sample meets 7 keys of width 8, twice
+    assert count_macs(_Attend(), (q, k, mask)) == 2 * (2 * 4 * 5 * 7 * 8)
+    assert count_macs(nn.Bilinear(3, 4, 5), (torch.zeros(6, 3), torch.zeros(6, 4))) == 6 * 60
+
+
+def test_measuring_leaves_every_submodule_in_its_own_mode() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(), nn.BatchNorm1d(4)).train()
+    model[2].eval()  # a frozen BatchNorm
+    count_macs(model, torch.zeros(3, 4))
+    evaluate_accuracy(model, torch.zeros(3, 4), torch.zeros(3, dtype=torch.long))
+    assert [m.training for m in model] == [True, True, False]

@@ -9,6 +9,7 @@ from prunekit.masks import (
     apply_masks,
     get_mask,
     has_masks,
+    hold_masks,
     set_mask,
     strip,
     zero_pruned_state,
@@ -127,3 +128,71 @@ def test_torch_prune_masks_are_not_mistaken_for_ours() -> None:
     layer = nn.Linear(4, 4)
     torch_prune.l1_unstructured(layer, "weight", amount=0.5)
     assert not has_masks(layer)
+
+
+def _plain_loop(net: nn.Module, opt: torch.optim.Optimizer, steps: int, *, clip: float = 0.0,
+                amp: bool = False) -> None:
+    """A user's own training loop: no prunekit call anywhere in it."""
+    x, y = _data(16 * steps)
+    scaler = torch.amp.GradScaler("cpu", enabled=amp)
+    for i in range(steps):
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss = nn.functional.cross_entropy(net(x[16 * i: 16 * (i + 1)]), y[16 * i: 16 * (i + 1)])
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        if clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        scaler.step(opt)
+        scaler.update()
+
+
+_OPTIMIZERS = {
+    "sgd-momentum": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+    "adam": lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=1e-3),
+    "adamw": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
+    "rmsprop": lambda p: torch.optim.RMSprop(p, lr=0.01, momentum=0.5),
+}
+
+
+@pytest.mark.parametrize("optimizer", sorted(_OPTIMIZERS))
+@pytest.mark.parametrize(("clip", "amp"), [(0.0, False), (1.0, True)])
+def test_masks_hold_in_a_plain_loop(optimizer: str, clip: float, amp: bool) -> None:
+    """Dense warm-up builds optimizer state; pruning then must hold without any prunekit call."""
+    net = _net()
+    opt = _OPTIMIZERS[optimizer](net.parameters())
+    _plain_loop(net, opt, 3)
+    prune_by_ratio(net, 0.8)
+    before = [layer.weight.detach().clone() for layer in (net[0], net[2])]
+    _plain_loop(net, opt, 5, clip=clip, amp=amp)
+    for layer, start in zip((net[0], net[2]), before):
+        pruned = ~layer.weight_mask
+        assert torch.all(layer.weight[pruned] == 0)
+        assert torch.all(layer.weight.grad[pruned] == 0)  # what clipping and the scaler saw
+        for value in opt.state[layer.weight].values():
+            if value.shape == pruned.shape:
+                assert torch.all(value[pruned] == 0)
+        assert not torch.equal(layer.weight[~pruned], start[~pruned])  # the rest trained
+
+
+def test_a_deep_copy_holds_after_hold_masks_and_strip_releases_the_gradients() -> None:
+    import copy
+
+    net = _net()
+    prune_by_ratio(net, 0.7)
+    twin = copy.deepcopy(net)
+    assert hold_masks(twin) == 2
+    opt = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    _plain_loop(twin, opt, 3)
+    assert torch.all(twin[0].weight[~twin[0].weight_mask] == 0)
+    strip(twin)
+    _plain_loop(twin, opt, 1)
+    assert int((twin[0].weight == 0).sum()) < int(0.7 * twin[0].weight.numel())  # free again
+
+
+def test_an_optimizer_without_masked_weights_is_left_alone() -> None:
+    pruned, dense = _net(), _net()
+    prune_by_ratio(pruned, 0.5)
+    opt = torch.optim.SGD(dense.parameters(), lr=0.1)
+    _plain_loop(dense, opt, 2)
+    assert int((dense[0].weight == 0).sum()) == 0

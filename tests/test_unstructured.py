@@ -3,9 +3,14 @@ import torch
 from torch import nn
 
 from prunekit.evaluate import layer_sparsity, prunable_sparsity
+from prunekit.layers import prunable_weights
 from prunekit.masks import get_mask
 from prunekit.models import build_model
-from prunekit.unstructured import prunable_layers, prune_by_ratio, prune_by_threshold
+from prunekit.unstructured import prune_by_ratio, prune_by_threshold
+
+
+def _masks(net: nn.Module) -> list[torch.Tensor]:
+    return [get_mask(w.module, w.weight.name) for w in prunable_weights(net)]
 
 
 def _net() -> nn.Module:
@@ -17,8 +22,8 @@ def _net() -> nn.Module:
 def test_global_ratio_is_exact(sparsity: float) -> None:
     net = _net()
     prune_by_ratio(net, sparsity, scope="global")
-    total = sum(m.weight.numel() for _, m in prunable_layers(net))
-    pruned = sum(int((~get_mask(m)).sum()) for _, m in prunable_layers(net))
+    total = sum(w.tensor.numel() for w in prunable_weights(net))
+    pruned = sum(int((~mask).sum()) for mask in _masks(net))
     assert pruned == round(sparsity * total)
 
 
@@ -48,9 +53,9 @@ def test_global_refuses_to_empty_layers() -> None:
 def test_pruning_only_grows_and_keeps_earlier_decisions() -> None:
     net = _net()
     prune_by_ratio(net, 0.5, criterion="random")
-    first = [get_mask(m).clone() for _, m in prunable_layers(net)]
+    first = [mask.clone() for mask in _masks(net)]
     prune_by_ratio(net, 0.8, criterion="random")
-    second = [get_mask(m) for _, m in prunable_layers(net)]
+    second = _masks(net)
     assert all(torch.all(b <= a) for a, b in zip(first, second))  # nothing revived
     assert prunable_sparsity(net) == pytest.approx(0.8, abs=1e-4)
     prune_by_ratio(net, 0.3)  # asking for less never un-prunes
@@ -60,22 +65,22 @@ def test_pruning_only_grows_and_keeps_earlier_decisions() -> None:
 def test_threshold_removes_exactly_the_small_weights() -> None:
     net = _net()
     theta = 0.02
-    small = [(m.weight.abs() < theta).clone() for _, m in prunable_layers(net)]
+    small = [(w.tensor.abs() < theta).clone() for w in prunable_weights(net)]
     prune_by_threshold(net, theta)
-    for (_, m), expected in zip(prunable_layers(net), small):
-        assert torch.equal(~get_mask(m), expected)
-        assert torch.all(m.weight.abs()[get_mask(m)] >= theta)
+    for w, expected in zip(prunable_weights(net), small):
+        assert torch.equal(~get_mask(w.module), expected)
+        assert torch.all(w.tensor.abs()[get_mask(w.module)] >= theta)
 
 
 def test_ignore_and_bad_arguments() -> None:
     net = _net()
     prune_by_ratio(net, 0.5, ignore=["net.5"], scope="layer")
     assert get_mask(net.net[5]) is None
-    with pytest.raises(ValueError, match="not modules of the model"):
+    with pytest.raises(ValueError, match="not modules or parameters of the model"):
         prune_by_ratio(net, 0.5, ignore=["fc9"])
     with pytest.raises(ValueError, match="unknown criterion"):
         prune_by_ratio(net, 0.5, criterion="vibes")
     with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\)"):
         prune_by_ratio(net, 1.0)
-    with pytest.raises(ValueError, match="no Linear or Conv"):
+    with pytest.raises(ValueError, match="no weights prunekit can prune"):
         prune_by_ratio(nn.Sequential(nn.ReLU()), 0.5)

@@ -1,14 +1,18 @@
 """Measurements that prove a compressed model is smaller and faster, taken the same way for all.
 
 Every number in a report comes from here or from :mod:`prunekit.latency`: accuracy and loss on
-held-out data, parameters and non-zeros, sparsity of the prunable weights, MACs counted by
-``torch.utils.flop_counter`` on a real input, and the size on disk of real files (the dense and
-the compressed model, and optionally its ONNX export).
+held-out data, parameters and non-zeros, sparsity of exactly the weights pruning acts on (and
+which weight matrices it leaves, and why), MACs counted by ``torch.utils.flop_counter`` on a
+real input (with what it misses counted by hand), and the size on disk of real files (the dense
+and the compressed model, and optionally its ONNX export).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +21,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from prunekit.layers import kind_of, prunable_weights, skipped_weights
+from prunekit.structured.trace import eval_mode
 from prunekit.train import LOSSES, batches
-from prunekit.unstructured import PRUNABLE_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -35,26 +40,85 @@ def evaluate_accuracy(
     ['accuracy', 'loss']
     """
     task_loss = LOSSES[loss]
-    was_training = model.training
-    model.eval()
     correct, total_loss = 0, 0.0
-    for xb, yb in batches(x, y, batch_size, shuffle=False, generator=None):
-        out = model(xb)
-        total_loss += float(task_loss(out, yb)) * len(xb)
-        correct += int((out.argmax(dim=-1) == yb).sum())
-    model.train(was_training)
+    with eval_mode(model):
+        for xb, yb in batches(x, y, batch_size, shuffle=False, generator=None):
+            out = model(xb)
+            total_loss += float(task_loss(out, yb)) * len(xb)
+            correct += int((out.argmax(dim=-1) == yb).sum())
     return {"accuracy": correct / len(x), "loss": total_loss / len(x)}
 
 
+def _attention_flops(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
+    """``q·kᵀ`` and ``attention·v`` of scaled dot-product attention, in flops (2 per MAC):
+    the flop counter has no formula for the kernel it runs on CPU."""
+    return 2 * math.prod(query[:-1]) * key[-2] * (query[-1] + value[-1])
+
+
+_MISSED_OPS = {
+    op: _attention_flops
+    for op in [getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)]
+    if op is not None
+}
+
+
+class _HandCounts:
+    """Forward hooks on every layer whose description counts its own MACs (RNNs, attention,
+    Bilinear): what the flop counter saw inside the outermost such layer is replaced by that
+    count, so work the counter misses (oneDNN's LSTM, the fused attention path) is in, once."""
+
+    def __init__(self, model: nn.Module, counter: FlopCounterMode) -> None:
+        self.counter, self.correction, self.depth, self.start = counter, 0, 0, 0
+        self.handles = []
+        for module in model.modules():
+            kind = kind_of(module)
+            if kind is not None and kind.macs is not None:
+                self.handles.append(module.register_forward_pre_hook(self._enter))
+                self.handles.append(
+                    module.register_forward_hook(self._leave(kind.macs), with_kwargs=True))
+
+    def _enter(self, module: nn.Module, args: tuple) -> None:
+        if self.depth == 0:
+            self.start = self.counter.get_total_flops()
+        self.depth += 1
+
+    def _leave(self, macs: Any) -> Any:
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+            self.depth -= 1
+            if self.depth == 0:
+                bound = inspect.signature(module.forward).bind(*args, **kwargs).arguments
+                inside = self.counter.get_total_flops() - self.start
+                self.correction += 2 * macs(module, tuple(bound.values()), output) - inside
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
 @torch.no_grad()
-def count_macs(model: nn.Module, example_input: Tensor) -> int:
-    """Multiply-accumulates of one forward pass over ``example_input`` (flop counter ÷ 2)."""
-    was_training = model.training
-    model.eval()
-    with FlopCounterMode(display=False) as counter:
-        model(example_input)
-    model.train(was_training)
-    return int(counter.get_total_flops()) // 2
+def count_macs(model: nn.Module, example_input: Tensor | tuple[Tensor, ...]) -> int:
+    """Multiply-accumulates of one forward pass over ``example_input`` (flop counter ÷ 2).
+
+    ``torch.utils.flop_counter`` counts what dispatches to known aten ops; on CPU it misses
+    LSTMs (one oneDNN op), ``nn.MultiheadAttention`` in eval mode (one fused op),
+    ``nn.Bilinear`` and ``scaled_dot_product_attention``. Those are counted by hand: layers by
+    their description's ``macs`` (:mod:`prunekit.layers`), attention by its two products.
+    Every submodule's train/eval mode is restored.
+
+    >>> count_macs(nn.LSTM(10, 20), torch.zeros(7, 1, 10)) == 7 * 4 * 20 * (10 + 20)
+    True
+    """
+    inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+    counter = FlopCounterMode(display=False, custom_mapping=_MISSED_OPS)
+    hand = _HandCounts(model, counter)
+    try:
+        with eval_mode(model), counter:
+            model(*inputs)
+    finally:
+        hand.remove()
+    return (int(counter.get_total_flops()) + hand.correction) // 2
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:
@@ -63,21 +127,33 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params), sum(int(torch.count_nonzero(p)) for p in params)
 
 
-def prunable_sparsity(model: nn.Module) -> float:
-    """Fraction of zeros among the weights of Linear and Conv layers (what pruning targets)."""
-    weights = [m.weight.detach() for m in model.modules() if isinstance(m, PRUNABLE_TYPES)]
+def prunable_sparsity(
+    model: nn.Module, ignore: Collection[str] = (), *, embeddings: bool = False
+) -> float:
+    """Fraction of zeros among exactly the weights pruning acts on (the same ``ignore`` and
+    ``embeddings`` as the pruning call): Linear, Conv, ConvTranspose, RNN and attention
+    weights, and any described layer (:func:`prunekit.layers.prunable_weights`).
+
+    >>> net = nn.LSTM(2, 2)
+    >>> _ = nn.init.zeros_(net.weight_ih_l0)
+    >>> prunable_sparsity(net)
+    0.5
+    """
+    weights = [w.tensor.detach() for w in prunable_weights(model, ignore, embeddings=embeddings)]
     total = sum(w.numel() for w in weights)
     if total == 0:
         return 0.0
     return 1.0 - sum(int(torch.count_nonzero(w)) for w in weights) / total
 
 
-def layer_sparsity(model: nn.Module) -> dict[str, float]:
-    """Per-layer fraction of zero weights, for the report's per-layer table and plot."""
+def layer_sparsity(
+    model: nn.Module, ignore: Collection[str] = (), *, embeddings: bool = False
+) -> dict[str, float]:
+    """Fraction of zeros of each prunable weight, by state-dict name, for the report's
+    per-layer table and plot."""
     return {
-        name: 1.0 - int(torch.count_nonzero(m.weight)) / m.weight.numel()
-        for name, m in model.named_modules()
-        if isinstance(m, PRUNABLE_TYPES)
+        w.name: 1.0 - int(torch.count_nonzero(w.tensor)) / w.tensor.numel()
+        for w in prunable_weights(model, ignore, embeddings=embeddings)
     }
 
 
@@ -140,7 +216,9 @@ def measure(
     extra: dict[str, Any] | None = None,
 ) -> Measurement:
     """Measure one variant and write its files to ``out_dir``: the dense and compressed model,
-    and with ``onnx`` an ONNX export checked against PyTorch (``model.onnx``).
+    and with ``onnx`` an ONNX export checked against PyTorch (``model.onnx``). ``sparsity`` is
+    over the prunable weights; ``extra["unpruned_weights"]`` names every other weight matrix
+    with the reason it is left, so the figure is never read as covering more than it does.
 
     >>> import tempfile
     >>> from prunekit.models import build_model
@@ -152,7 +230,7 @@ def measure(
     scores = evaluate_accuracy(model, x_test, y_test, loss=loss)
     params, nonzero = count_params(model)
     dense, compressed = save_weights(model, out_dir)
-    extra = dict(extra or {})
+    extra = {"unpruned_weights": skipped_weights(model), **(extra or {})}
     if onnx:
         from prunekit.export.onnx import export_onnx
 

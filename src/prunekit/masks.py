@@ -1,4 +1,4 @@
-"""Pruning masks: one boolean buffer per pruned tensor, enforced cheaply while training.
+"""Pruning masks: one boolean buffer per pruned tensor, holding in any training loop.
 
 The lifecycle fits in one breath: *prune → train → strip*.
 
@@ -7,32 +7,90 @@ The lifecycle fits in one breath: *prune → train → strip*.
   second copy of the weight and no ``weight * mask`` in every forward: the weight itself holds
   the zeros, so a masked model runs exactly as fast as a dense one and is saved, loaded and
   checkpointed like any other module.
-- **train** — :class:`MaskEnforcement` (added by :func:`prunekit.train.fit` automatically when a
-  model holds masks) multiplies the *gradients* by the masks before every optimizer step, in one
-  fused ``torch._foreach_mul_``. For element-wise optimizers (SGD with momentum or Nesterov,
-  Adam, AdamW, with or without weight decay) a zero gradient on a zero weight whose optimizer
-  state is zero gives a zero update, so nothing resurrects; the state of newly pruned entries is
-  zeroed once, when a mask changes (:func:`zero_pruned_state`).
-- **strip** — :func:`strip` removes every mask buffer and leaves a plain ``nn.Module`` whose
-  weights hold exact zeros.
+- **train, in any loop** — a plain ``loss.backward(); opt.step()``, Lightning, a Hugging Face
+  Trainer or :func:`prunekit.train.fit`: nothing needs to be called. Each masked parameter has a
+  gradient hook (``register_post_accumulate_grad_hook``) that multiplies its gradient by the
+  mask as soon as backward has accumulated it, so gradient clipping, AMP's scaler and the
+  optimizer never see the pruned entries; and one hook on every ``torch.optim`` step
+  (``register_optimizer_step_post_hook``, registered once) multiplies the optimizer's masked
+  parameters by their masks in one fused call and, when masks changed since that optimizer last
+  stepped, zeroes their optimizer state (momentum, Adam moments), so nothing an optimizer
+  remembers — nor one that mixes entries — can resurrect a weight. Masked modules are tracked
+  weakly: a model that is dropped is forgotten. A deep copy of a masked model has fresh
+  parameters: call :func:`hold_masks` on it (``fit`` does).
+- **strip** — :func:`strip` removes every mask buffer and hook and leaves a plain ``nn.Module``
+  whose weights hold exact zeros.
+
+>>> net = nn.Linear(4, 2)
+>>> set_mask(net, "weight", torch.tensor([[True, False, True, False]] * 2))
+>>> opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-2)
+>>> for _ in range(3):
+...     opt.zero_grad()
+...     net(torch.randn(8, 4)).square().sum().backward()
+...     opt.step()
+>>> int(torch.count_nonzero(net.weight)), int(torch.count_nonzero(net.weight.grad))
+(4, 4)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.utils.hooks import RemovableHandle
 
 MASK_SUFFIX = "_mask"
 
 _generation = 0
-"""Bumped on every mask change, so enforcement knows when to refresh its cached tensor lists."""
+"""Bumped on every mask change, so the step hook knows when to refresh its cached lists."""
+
+_masked_modules: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+_grad_hooks: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[Tensor, RemovableHandle]]] = (
+    weakref.WeakKeyDictionary()
+)
+_optimizers: weakref.WeakKeyDictionary[torch.optim.Optimizer, tuple[tuple[int, int], list]] = (
+    weakref.WeakKeyDictionary()
+)
+_step_hook: RemovableHandle | None = None
 
 
-def mask_generation() -> int:
-    """A counter that changes whenever any mask is set or removed."""
-    return _generation
+def _changed() -> None:
+    global _generation
+    _generation += 1
+
+
+def _mask_gradient(module_ref: weakref.ref[nn.Module], name: str) -> Callable[[Tensor], None]:
+    """The gradient hook of ``module.<name>``: it reads the mask at each call, so a mask
+    replaced or moved to another device is the one applied."""
+
+    def hook(param: Tensor) -> None:
+        module = module_ref()
+        mask = None if module is None else module._buffers.get(name + MASK_SUFFIX)
+        if mask is not None and param.grad is not None:
+            param.grad.mul_(mask)
+
+    return hook
+
+
+def _hold(module: nn.Module, name: str) -> None:
+    """Arm ``module.<name>``'s mask: its gradient hook, and the optimizer step hook."""
+    global _step_hook
+    _masked_modules.add(module)
+    param = module._parameters.get(name)
+    hooks = _grad_hooks.setdefault(module, {})
+    held = hooks.get(name)
+    if isinstance(param, nn.Parameter) and param.requires_grad and (
+        held is None or held[0] is not param
+    ):
+        if held is not None:
+            held[1].remove()
+        handle = param.register_post_accumulate_grad_hook(_mask_gradient(weakref.ref(module), name))
+        hooks[name] = (param, handle)
+    if _step_hook is None:
+        _step_hook = register_optimizer_step_post_hook(_after_step)
 
 
 def set_mask(module: nn.Module, name: str, mask: Tensor) -> None:
@@ -45,7 +103,6 @@ def set_mask(module: nn.Module, name: str, mask: Tensor) -> None:
     >>> int(torch.count_nonzero(layer.weight)), layer.weight_mask.dtype
     (4, torch.bool)
     """
-    global _generation
     param = module._parameters.get(name, module._buffers.get(name))
     if param is None:
         raise ValueError(f"{type(module).__name__} has no tensor {name!r} to mask")
@@ -62,7 +119,8 @@ def set_mask(module: nn.Module, name: str, mask: Tensor) -> None:
         module.register_buffer(buffer, mask)
     with torch.no_grad():
         param.masked_fill_(~mask, 0.0)  # +0.0: a product with False leaves -0.0 behind
-    _generation += 1
+    _hold(module, name)
+    _changed()
 
 
 def get_mask(module: nn.Module, name: str = "weight") -> Tensor | None:
@@ -99,22 +157,97 @@ def apply_masks(model: nn.Module) -> None:
         tensor.masked_fill_(~mask, 0.0)
 
 
-@torch.no_grad()
-def zero_pruned_state(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
-    """Zero the optimizer state (momentum, Adam moments) of every pruned entry.
+def hold_masks(model: nn.Module) -> int:
+    """Make every mask of ``model`` hold in any training loop; returns how many there are.
 
-    Called whenever masks change during training, so that a pruned weight's momentum cannot
-    move it again.
+    :func:`set_mask` does this for the module it masks. Call it for a model whose masks came
+    another way — a ``copy.deepcopy`` of a masked model (new parameters, no hooks), or mask
+    buffers loaded into a fresh model. Zeroes the masked entries too.
+
+    >>> import copy
+    >>> net = nn.Linear(2, 2)
+    >>> set_mask(net, "weight", torch.tensor([[True, False], [False, True]]))
+    >>> hold_masks(copy.deepcopy(net))
+    1
     """
-    for *_, tensor, mask in masked_tensors(model):
-        for value in optimizer.state.get(tensor, {}).values():
+    held = 0
+    for _, module, name, tensor, mask in masked_tensors(model):
+        with torch.no_grad():
+            tensor.masked_fill_(~mask, 0.0)
+        _hold(module, name)
+        held += 1
+    _changed()
+    return held
+
+
+def _masked_params(optimizer: torch.optim.Optimizer) -> list[tuple[weakref.ref, str]]:
+    """The (module, name) of every masked parameter ``optimizer`` steps, cached until a mask
+    changes or the optimizer gains parameters."""
+    count = sum(len(group["params"]) for group in optimizer.param_groups)
+    cached = _optimizers.get(optimizer)
+    if cached is not None and cached[0] == (_generation, count):
+        return cached[1]
+    stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    entries = []
+    for module in list(_masked_modules):
+        for name in [b.removesuffix(MASK_SUFFIX) for b in module._buffers
+                     if b.endswith(MASK_SUFFIX)]:
+            if id(module._parameters.get(name)) in stepped:
+                _hold(module, name)  # the parameter may have been replaced since
+                entries.append((weakref.ref(module), name))
+    _optimizers[optimizer] = ((_generation, count), entries)
+    if cached is None or cached[0][0] != _generation:
+        _clear_state(optimizer, zip(*_pairs(entries)))
+    return entries
+
+
+def _pairs(entries: list[tuple[weakref.ref, str]]) -> tuple[list[Tensor], list[Tensor]]:
+    params, masks = [], []
+    for module_ref, name in entries:
+        module = module_ref()
+        if module is None:
+            continue
+        param, mask = module._parameters.get(name), module._buffers.get(name + MASK_SUFFIX)
+        if param is not None and mask is not None:
+            params.append(param)
+            masks.append(mask)
+    return params, masks
+
+
+@torch.no_grad()
+def _clear_state(
+    optimizer: torch.optim.Optimizer, pairs: Iterable[tuple[Tensor, Tensor]]
+) -> None:
+    """Zero every per-entry state tensor (momentum, moments) of ``optimizer`` under the masks."""
+    for param, mask in pairs:
+        for value in optimizer.state.get(param, {}).values():
             if isinstance(value, Tensor) and value.shape == mask.shape:
                 value.mul_(mask)
 
 
+@torch.no_grad()
+def _after_step(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+    """After every ``torch.optim`` step: masked parameters × masks, in one fused call."""
+    entries = _masked_params(optimizer)
+    if entries:
+        params, masks = _pairs(entries)
+        if params:
+            torch._foreach_mul_(params, masks)
+
+
+def zero_pruned_state(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    """Zero the optimizer state (momentum, Adam moments) of every pruned entry of ``model``.
+
+    The step hook does this by itself on the first step after masks change; call it to clear
+    the state at once (before a step that should already see it clean).
+    """
+    _clear_state(optimizer, ((tensor, mask) for *_, tensor, mask in masked_tensors(model)))
+
+
 class MaskEnforcement:
-    """A ``fit`` callback that keeps pruned weights at exactly zero, at the cost of one fused
-    multiply over the masked gradients per step.
+    """A ``fit`` callback that arms the model's masks and clears its optimizer's pruned state at
+    the start of training; the masks then hold by themselves (see the module docstring).
+    ``fit`` adds it to any model that holds masks; pruning callbacks build on it.
 
     >>> from prunekit.train import fit
     >>> net = nn.Linear(3, 2)
@@ -125,37 +258,14 @@ class MaskEnforcement:
     4
     """
 
-    def __init__(self) -> None:
-        self._cached_generation = -1
-        self._params: list[Tensor] = []
-        self._masks: list[Tensor] = []
-
-    def _refresh(self, model: nn.Module) -> None:
-        if self._cached_generation == _generation:
-            return
-        items = [(t, m) for *_, t, m in masked_tensors(model) if t.requires_grad]
-        self._params = [t for t, _ in items]
-        self._masks = [m for _, m in items]
-        self._cached_generation = _generation
-
     def on_fit_start(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        apply_masks(model)
+        hold_masks(model)
         zero_pruned_state(optimizer, model)
-        self._refresh(model)
-
-    def on_before_step(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        self._refresh(model)
-        grads = [p.grad for p in self._params]
-        if self._params and all(g is not None for g in grads):
-            torch._foreach_mul_(grads, self._masks)
-        else:
-            for param, mask in zip(self._params, self._masks):
-                if param.grad is not None:
-                    param.grad.mul_(mask)
 
 
 def strip(model: nn.Module) -> nn.Module:
-    """Make pruning permanent: zero masked entries, delete the masks; returns ``model``.
+    """Make pruning permanent: zero masked entries, delete the masks and their hooks; returns
+    ``model``.
 
     The result is an ordinary module: its ``state_dict()`` has the same keys as before pruning
     and loads into a fresh instance of the architecture.
@@ -165,9 +275,11 @@ def strip(model: nn.Module) -> nn.Module:
     >>> sorted(strip(net).state_dict())
     ['bias', 'weight']
     """
-    global _generation
     apply_masks(model)
     for _, module, name, _, _ in list(masked_tensors(model)):
         del module._buffers[name + MASK_SUFFIX]
-    _generation += 1
+        held = _grad_hooks.get(module, {}).pop(name, None)
+        if held is not None:
+            held[1].remove()
+    _changed()
     return model

@@ -25,14 +25,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from prunekit.unstructured import prunable_layers
+from prunekit.layers import prunable_weights
 
 _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 def regularized_weights(model: nn.Module, ignore: Collection[str] = ()) -> list[Tensor]:
-    """The tensors the penalties act on: weights of Linear and Conv layers."""
-    return [module.weight for _, module in prunable_layers(model, ignore)]
+    """The tensors the penalties act on: the weights pruning acts on (Linear, Conv, RNN,
+    attention projections...; :func:`prunekit.layers.prunable_weights`)."""
+    return [w.tensor for w in prunable_weights(model, ignore)]
 
 
 def _check_lambda(lam: float, name: str = "lam") -> None:

@@ -15,7 +15,7 @@ def test_linear_is_exactly_n_of_m_and_keeps_the_largest(n: int, m: int) -> None:
     layer = nn.Linear(32, 12)
     original = layer.weight.detach().clone()
     achieved = prune_nm(layer, n, m)
-    assert achieved == {"": pytest.approx(1 - n / m)}
+    assert achieved == {"weight": pytest.approx(1 - n / m)}
     blocks = layer.weight.detach().reshape(-1, m)
     assert ((blocks != 0).sum(dim=1) == n).all()  # exactly N survivors per block
     kept = original.reshape(-1, m).abs()
@@ -64,9 +64,9 @@ def test_indivisible_layers_are_skipped_with_a_warning(caplog: pytest.LogCapture
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
     with caplog.at_level(logging.WARNING):
         achieved = prune_nm(net, 2, 4)
-    assert achieved == {"2": 0.5}
+    assert achieved == {"2.weight": 0.5}
     assert torch.count_nonzero(net[0].weight) == net[0].weight.numel()
-    assert "input dimension 3" in caplog.text
+    assert "dim 1, size 3" in caplog.text
 
 
 def test_no_prunable_layer_and_bad_arguments_raise() -> None:

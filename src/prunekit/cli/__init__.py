@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from prunekit.cli import dashboard, hf, prune, recipes
+from prunekit.cli import dashboard, explain, hf, prune, recipes
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True,
@@ -29,8 +29,9 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> N
 app.command()(recipes.validate)
 app.command()(recipes.run)
 app.command()(prune.prune)
-app.command()(dashboard.dashboard)
+app.command()(explain.explain)
 app.command()(hf.oneshot)
 app.command()(hf.shrink)
+app.command()(dashboard.dashboard)
 
 __all__ = ["app"]

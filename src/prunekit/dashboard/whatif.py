@@ -131,9 +131,9 @@ def _prune_structured(subject: Subject, model: nn.Module, choice: Choice) -> dic
 
 def _prune_unstructured(model: nn.Module, choice: Choice) -> dict[str, Any]:
     from prunekit.masks import strip
-    from prunekit.unstructured import prunable_layers, prune_by_ratio
+    from prunekit.unstructured import prune_by_ratio, targets
 
-    names = [name for name, _ in prunable_layers(model)]
+    names = [weight.name for weight in targets(model)]
     if choice.amount is not None:
         layers = prune_by_ratio(model, choice.amount, scope=choice.scope,
                                 criterion=choice.criterion)
@@ -215,19 +215,19 @@ def sensitivity_sweep(subject: Subject, granularity: Granularity) -> list[dict[s
     """Accuracy and loss on the held-out batch with each group (or layer) alone pruned at each
     of :data:`SWEEP_AMOUNTS`: where the model can give and where it cannot, as run-store rows."""
     from prunekit.structured import build_graph
-    from prunekit.unstructured import prunable_layers
+    from prunekit.unstructured import targets
 
     if subject.held_out is None:
         raise ValueError(f"sensitivity needs held-out data, and {subject.why_no_data}")
     if granularity == "structured":
         graph = build_graph(subject.model, subject.example)
-        targets = {str(g.index): "+".join(g.modules) for g in graph.groups}
+        choices = {str(g.index): "+".join(g.modules) for g in graph.groups}
         criterion = "l2"
     else:
-        targets = {name: name for name, _ in prunable_layers(subject.model)}
+        choices = {weight.name: weight.name for weight in targets(subject.model)}
         criterion = "magnitude"
     points = []
-    for key, label in targets.items():
+    for key, label in choices.items():
         for amount in SWEEP_AMOUNTS[granularity]:
             model, _ = apply_choice(subject, Choice(granularity, criterion, amounts={key: amount}))
             scores = evaluate_accuracy(model, *subject.held_out, loss=subject.loss)

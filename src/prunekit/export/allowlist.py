@@ -3,8 +3,9 @@
 Why an allowlist: :func:`prunekit.load` rebuilds a model from names written in a file that may
 come from anyone. Resolving those names by import (``importlib``) or by unpickling would let a
 file run any code it likes; here every name is looked up in the tables below and nowhere else,
-so a file can only ask for tensor arithmetic and standard layers. The tables are plain dicts:
-add your own leaf layer with :func:`register_leaf_module`.
+so a file can only ask for tensor arithmetic and standard layers. The layers are those whose
+description (:mod:`prunekit.layers`) says how to rebuild them: add your own with
+:func:`register_leaf_module` or a ``LayerKind`` with ``rebuild``.
 
 Functions come from four namespaces — ``operator`` (arithmetic, comparisons, ``getitem``),
 ``math``, ``torch.nn.functional`` (its own functions) and ``torch`` (the native tensor operators
@@ -25,12 +26,14 @@ import functools
 import math
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from prunekit.layers import LAYER_KINDS, LayerKind, Rebuild, kind_for_class, rebuildable, saved_name
 
 
 class ArchitectureError(ValueError):
@@ -39,111 +42,35 @@ class ArchitectureError(ValueError):
 
 @dataclass(frozen=True)
 class LeafModule:
-    """A layer saved as ``{type, config}``: its constructor arguments are read off attributes.
-
-    ``fields`` are constructor arguments stored under the attribute of the same name;
-    ``presence`` maps a boolean constructor flag to the attribute whose presence (not None) it
-    controls, e.g. ``bias=True`` ⇔ ``module.bias is not None``.
-    """
+    """A layer saved as ``{type, config}``: its class and how its constructor arguments are
+    read off attributes (the layer description's :class:`~prunekit.layers.Rebuild`)."""
 
     cls: type[nn.Module]
-    fields: tuple[str, ...]
-    presence: Mapping[str, str] = field(default_factory=dict)
+    rebuild: Rebuild
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.rebuild.fields
+
+    @property
+    def presence(self) -> Mapping[str, str]:
+        return self.rebuild.presence
 
     def config(self, module: nn.Module) -> dict[str, Any]:
         """Constructor keyword arguments that rebuild ``module`` with its current shapes."""
-        values = {name: getattr(module, name) for name in self.fields}
-        values.update(
-            {flag: getattr(module, attr) is not None for flag, attr in self.presence.items()}
-        )
-        return values
+        return self.rebuild.config(module)
 
 
-_CONV = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
-         "padding_mode")  # fmt: skip
-_NORM = ("num_features", "eps", "momentum", "affine", "track_running_stats")
-_RNN = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-        "bidirectional")  # fmt: skip
-_MAX_POOL = ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode")
-_AVG_POOL = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
-_EMBEDDING = ("num_embeddings", "embedding_dim", "padding_idx", "max_norm", "norm_type",
-              "scale_grad_by_freq", "sparse")  # fmt: skip
-_INPLACE = ("inplace",)
-_BIAS = {"bias": "bias"}
+def leaf_modules() -> dict[str, LeafModule]:
+    """Every layer type a saved model may name → how it is rebuilt.
 
-LEAF_MODULES: dict[str, LeafModule] = {
-    **{f"torch.nn.Conv{d}d": LeafModule(getattr(nn, f"Conv{d}d"), _CONV, _BIAS) for d in (1, 2, 3)},
-    **{
-        f"torch.nn.ConvTranspose{d}d": LeafModule(
-            getattr(nn, f"ConvTranspose{d}d"), (*_CONV, "output_padding"), _BIAS
-        )
-        for d in (1, 2, 3)
-    },
-    "torch.nn.Linear": LeafModule(nn.Linear, ("in_features", "out_features"), _BIAS),
-    **{
-        f"torch.nn.BatchNorm{d}d": LeafModule(getattr(nn, f"BatchNorm{d}d"), _NORM)
-        for d in (1, 2, 3)
-    },
-    "torch.nn.LayerNorm": LeafModule(
-        nn.LayerNorm, ("normalized_shape", "eps", "elementwise_affine"), _BIAS
-    ),
-    "torch.nn.GroupNorm": LeafModule(nn.GroupNorm, ("num_groups", "num_channels", "eps", "affine")),
-    "torch.nn.Embedding": LeafModule(nn.Embedding, _EMBEDDING),
-    "torch.nn.LSTM": LeafModule(nn.LSTM, (*_RNN, "proj_size")),
-    "torch.nn.GRU": LeafModule(nn.GRU, _RNN),
-    "torch.nn.MultiheadAttention": LeafModule(
-        nn.MultiheadAttention,
-        ("embed_dim", "num_heads", "dropout", "add_zero_attn", "kdim", "vdim", "batch_first"),
-        {"bias": "in_proj_bias", "add_bias_kv": "bias_k"},
-    ),
-    **{
-        f"torch.nn.{name}": LeafModule(getattr(nn, name), _INPLACE)
-        for name in ("ReLU", "ReLU6", "SiLU", "Hardswish", "Hardsigmoid", "Mish")
-    },
-    **{
-        f"torch.nn.{name}": LeafModule(getattr(nn, name), ())
-        for name in ("Sigmoid", "Tanh", "Softsign", "Tanhshrink", "Identity")
-    },
-    "torch.nn.LeakyReLU": LeafModule(nn.LeakyReLU, ("negative_slope", "inplace")),
-    "torch.nn.ELU": LeafModule(nn.ELU, ("alpha", "inplace")),
-    "torch.nn.GELU": LeafModule(nn.GELU, ("approximate",)),
-    "torch.nn.Hardtanh": LeafModule(nn.Hardtanh, ("min_val", "max_val", "inplace")),
-    "torch.nn.Softplus": LeafModule(nn.Softplus, ("beta", "threshold")),
-    "torch.nn.PReLU": LeafModule(nn.PReLU, ("num_parameters",)),
-    "torch.nn.Softmax": LeafModule(nn.Softmax, ("dim",)),
-    "torch.nn.LogSoftmax": LeafModule(nn.LogSoftmax, ("dim",)),
-    **{
-        f"torch.nn.{name}": LeafModule(getattr(nn, name), ("p", "inplace"))
-        for name in ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout")
-    },
-    **{
-        f"torch.nn.MaxPool{d}d": LeafModule(getattr(nn, f"MaxPool{d}d"), _MAX_POOL)
-        for d in (1, 2, 3)
-    },
-    "torch.nn.AvgPool1d": LeafModule(nn.AvgPool1d, _AVG_POOL),
-    **{
-        f"torch.nn.AvgPool{d}d": LeafModule(
-            getattr(nn, f"AvgPool{d}d"), (*_AVG_POOL, "divisor_override")
-        )
-        for d in (2, 3)
-    },
-    **{
-        f"torch.nn.Adaptive{kind}Pool{d}d": LeafModule(
-            getattr(nn, f"Adaptive{kind}Pool{d}d"),
-            ("output_size", "return_indices") if kind == "Max" else ("output_size",),
-        )
-        for kind in ("Avg", "Max")
-        for d in (1, 2, 3)
-    },
-    "torch.nn.Flatten": LeafModule(nn.Flatten, ("start_dim", "end_dim")),
-    "torch.nn.Unflatten": LeafModule(nn.Unflatten, ("dim", "unflattened_size")),
-    "torch.nn.Upsample": LeafModule(
-        nn.Upsample, ("size", "scale_factor", "mode", "align_corners", "recompute_scale_factor")
-    ),
-    "torch.nn.PixelShuffle": LeafModule(nn.PixelShuffle, ("upscale_factor",)),
-    "torch.nn.ZeroPad2d": LeafModule(nn.ZeroPad2d, ("padding",)),
-    "torch.nn.ConstantPad2d": LeafModule(nn.ConstantPad2d, ("padding", "value")),
-}
+    Derived, at each call, from the layer descriptions (:data:`prunekit.layers.LAYER_KINDS`):
+    how to rebuild a layer lives with the rest of what prunekit knows about it.
+
+    >>> leaf_modules()["torch.nn.Linear"].fields
+    ('in_features', 'out_features')
+    """
+    return {name: LeafModule(cls, rebuild) for name, (cls, rebuild) in rebuildable().items()}
 
 
 def register_leaf_module(
@@ -154,45 +81,33 @@ def register_leaf_module(
 ) -> None:
     """Allow ``cls`` as a layer in saved models, under ``name``, rebuilt as ``cls(**fields)``.
 
-    Register in the process that saves *and* in the one that loads (e.g. at import of the
-    package that defines ``cls``): loading never imports anything a file names.
+    This sets the ``rebuild`` of ``cls``'s layer description (keeping what it inherits from a
+    base class, so a subclass of ``nn.Conv2d`` is still pruned as one). Register in the process
+    that saves *and* in the one that loads (e.g. at import of the package that defines ``cls``):
+    loading never imports anything a file names.
 
     >>> register_leaf_module("torch.nn.Hardshrink", nn.Hardshrink, ("lambd",))
     >>> leaf_module_name(nn.Hardshrink())
     'torch.nn.Hardshrink'
     """
-    LEAF_MODULES[name] = LeafModule(cls, fields, dict(presence or {}))
-    _leaf_names.cache_clear()
-
-
-def _register_prunekit_layers() -> None:
-    from prunekit.activations import Entmax15, Sparsemax
-
-    for cls in (Sparsemax, Entmax15):
-        LEAF_MODULES[f"prunekit.activations.{cls.__name__}"] = LeafModule(cls, ("dim",))
-
-
-_register_prunekit_layers()
-
-
-@functools.cache
-def _leaf_names() -> dict[type[nn.Module], str]:
-    return {spec.cls: name for name, spec in LEAF_MODULES.items()}
+    kind = kind_for_class(cls) or LayerKind()
+    LAYER_KINDS[cls] = replace(kind, rebuild=Rebuild(tuple(fields), dict(presence or {}), name))
 
 
 def leaf_module_name(module: nn.Module) -> str | None:
     """The allowlisted name of ``module``'s exact type (subclasses may override forward: None)."""
-    return _leaf_names().get(type(module))
+    return saved_name(type(module))
 
 
 def resolve_leaf_module(name: str) -> LeafModule:
     """The allowlisted layer called ``name``, or an error saying how to allow it."""
-    spec = LEAF_MODULES.get(name)
+    spec = leaf_modules().get(name)
     if spec is None:
         raise ArchitectureError(
             f"module type {name!r} is not in prunekit's allowlist of layers, so it is not built "
-            "(loading never imports what a file names). If you trust this layer, call "
-            "prunekit.export.allowlist.register_leaf_module(...) for it before loading"
+            "(loading never imports what a file names). If you trust this layer, register it "
+            "before loading: prunekit.export.allowlist.register_leaf_module(name, cls, fields), "
+            "or a prunekit.layers.LayerKind with rebuild=... (docs/layers.md)"
         )
     return spec
 

@@ -96,7 +96,9 @@ def trace(model: nn.Module) -> fx.GraphModule:
         raise ArchitectureError(
             f"torch.fx cannot trace module {where}: {type(err).__name__}: {err}. Make its "
             "forward traceable (no Python if/for on tensor values, no tensor-to-Python "
-            "conversions), or save a traceable wrapper around it"
+            "conversions), save a traceable wrapper around it, or register how to rebuild it "
+            "(prunekit.export.allowlist.register_leaf_module; a subclass of a torch.nn layer is "
+            "saved by its own type, its forward may differ: docs/layers.md)"
         ) from err
     return fx.GraphModule(tracer.root, graph, type(model).__name__)
 

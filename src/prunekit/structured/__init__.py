@@ -5,8 +5,13 @@ together*, an importance (:mod:`.importance`) knows *what matters*, the pruner (
 decides *how much*; :mod:`.rewrite` then builds the smaller dense layers in place.
 :mod:`.latency_aware` decides how much by measured time instead (:mod:`.latency_table`), and
 :mod:`.deploy` runs the result on oneDNN with BatchNorm, activations and residual adds fused.
+How units flow through each layer type is part of its description (:mod:`prunekit.layers`).
+
+The names below are imported on first use, so that the layer descriptions can use this
+package's propagation primitives (:mod:`.channels`, :mod:`.site`) without importing the pruner.
 
 >>> import torch
+>>> from prunekit.structured import prune_channels
 >>> from prunekit.models import build_model
 >>> model = build_model("resnet20")
 >>> report = prune_channels(model, torch.zeros(1, 3, 32, 32), ratio=0.5)
@@ -14,25 +19,32 @@ decides *how much*; :mod:`.rewrite` then builds the smaller dense layers in plac
 8
 """
 
-from prunekit.structured.blocks import remove_blocks
-from prunekit.structured.deploy import FusedConv, fold_batch_norms, fuse_for_cpu, prepare_for_cpu
-from prunekit.structured.graph import DependencyGraph, Group, build_graph
-from prunekit.structured.importance import IMPORTANCE, ScoringData, UnitScores, score_units
-from prunekit.structured.latency_aware import LatencyPruneReport, prune_for_latency
-from prunekit.structured.latency_table import LatencyTable, LayerCost, measure_latency_table
-from prunekit.structured.module_rules import MODULE_RULES
-from prunekit.structured.op_rules import OP_RULES
-from prunekit.structured.prune import PruneReport, plan_removal, prune_channels
-from prunekit.structured.regularize import GroupLasso
-from prunekit.structured.rewrite import RewriteError, remove_units
-from prunekit.structured.site import UnsupportedOpError
-from prunekit.structured.trace import TraceError
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "remove_blocks": "blocks",
+    **dict.fromkeys(["FusedConv", "fold_batch_norms", "fuse_for_cpu", "prepare_for_cpu"], "deploy"),
+    **dict.fromkeys(["DependencyGraph", "Group", "build_graph"], "graph"),
+    **dict.fromkeys(["IMPORTANCE", "ScoringData", "UnitScores", "score_units"], "importance"),
+    **dict.fromkeys(["LatencyPruneReport", "prune_for_latency"], "latency_aware"),
+    **dict.fromkeys(["LatencyTable", "LayerCost", "measure_latency_table"], "latency_table"),
+    "OP_RULES": "op_rules",
+    **dict.fromkeys(["PruneReport", "plan_removal", "prune_channels"], "prune"),
+    **dict.fromkeys(["Explanation", "explain"], "explain"),
+    "GroupLasso": "regularize",
+    **dict.fromkeys(["RewriteError", "remove_units"], "rewrite"),
+    "UnsupportedOpError": "site",
+    "TraceError": "trace",
+}
 
 __all__ = [
     "IMPORTANCE",
-    "MODULE_RULES",
     "OP_RULES",
     "DependencyGraph",
+    "Explanation",
     "FusedConv",
     "Group",
     "GroupLasso",
@@ -46,6 +58,7 @@ __all__ = [
     "UnitScores",
     "UnsupportedOpError",
     "build_graph",
+    "explain",
     "fold_batch_norms",
     "fuse_for_cpu",
     "measure_latency_table",
@@ -57,3 +70,11 @@ __all__ = [
     "remove_units",
     "score_units",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'prunekit.structured' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"prunekit.structured.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value

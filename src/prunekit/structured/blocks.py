@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from prunekit.structured.op_rules import op_name
-from prunekit.structured.trace import trace_model
+from prunekit.structured.trace import eval_mode, trace_model
 
 
 @dataclass(frozen=True)
@@ -79,14 +79,11 @@ def _relative_change(
         return record
 
     handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             for x in batches:
                 model(x)
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     bad = [n for n in names if not shapes_ok[n]]

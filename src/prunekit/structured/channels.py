@@ -9,12 +9,13 @@ couplings merge elements (``a + b`` makes position *i* of ``a`` and of ``b`` one
 outputs, ops whose size must not change).
 
 Merges are recorded as edges and resolved once, at the end, by connected components: the
-propagation itself never has to look anything up.
+propagation itself never has to look anything up. Every pin carries its reason (the op or
+module responsible and the way out), so a report can say why a unit was kept.
 
 >>> p = Propagation()
 >>> a, b = p.new_space(3, "conv_a"), p.new_space(3, "conv_b")
 >>> p.union(a, b)
->>> p.pin(b[:1])
+>>> p.pin(b[:1], "reaches the model's output")
 >>> labels = p.components()
 >>> bool(labels[a[1]] == labels[b[1]]), bool(labels[a[0]] == labels[FIXED])
 (True, True)
@@ -72,7 +73,8 @@ class Space:
 
 @dataclass(frozen=True)
 class MacsTerm:
-    """Dense multiply-accumulates of one layer and the channel axes its cost scales with."""
+    """Dense multiply-accumulates of one layer (or of a product inside ``module``) and the
+    channel axes its cost scales with: it shrinks by the kept fraction of each."""
 
     module: str
     dense_macs: int
@@ -80,14 +82,29 @@ class MacsTerm:
     in_ids: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class Pin:
+    """Elements kept because of ``reason`` (an op or module, and what to do about it)."""
+
+    ids: np.ndarray
+    reason: str
+
+
 @dataclass
 class Propagation:
-    """Mutable record of elements, couplings, member slices and module axes built by a trace."""
+    """Mutable record of elements, couplings, member slices and module axes built by a trace.
+
+    ``attributes`` are integer attributes of a user's module that hold a count of units (the
+    number of heads an attention's ``view(B, T, self.num_heads, D)`` reads): the rewrite sets
+    them to the kept count.
+    """
 
     size: int = 1
     edges: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    pins: list[Pin] = field(default_factory=list)
     members: list[Member] = field(default_factory=list)
     axes: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    attributes: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     spaces: list[Space] = field(default_factory=list)
     macs: list[MacsTerm] = field(default_factory=list)
     unfoldable: list[np.ndarray] = field(default_factory=list)
@@ -106,9 +123,11 @@ class Propagation:
             raise AssertionError(f"cannot couple {len(a)} channels with {len(b)}")
         self.edges.append((np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)))
 
-    def pin(self, ids: np.ndarray) -> None:
-        """Make these elements unremovable."""
-        self.union(ids, np.zeros(len(ids), dtype=np.int64))
+    def pin(self, ids: np.ndarray, reason: str) -> None:
+        """Make these elements unremovable, because of ``reason``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids):
+            self.pins.append(Pin(ids, reason))
 
     def union_blocks(self, ids: np.ndarray, block: int) -> np.ndarray:
         """Merge each run of ``block`` consecutive positions into one unit; return one id per run."""
@@ -136,15 +155,34 @@ class Propagation:
         else:
             axes[name] = ids
 
+    def attribute(self, module: str, name: str, ids: np.ndarray) -> None:
+        """Record that ``module.<name>`` (an int) counts the kept positions of ``ids``."""
+        key = (module, name)
+        if key in self.attributes:
+            if len(self.attributes[key]) == len(ids):
+                self.union(self.attributes[key], ids)
+            else:
+                reason = (f"{module}.{name} sizes two different unit counts; give each its own "
+                          "attribute")
+                self.pin(self.attributes[key], reason)
+                self.pin(ids, reason)
+            return
+        self.attributes[key] = ids
+
     def mark_unfoldable(self, ids: np.ndarray) -> None:
         """These elements pass through an op that is not positively homogeneous."""
         self.unfoldable.append(ids)
 
-    def components(self) -> np.ndarray:
-        """Label of every element after all couplings; ``labels[FIXED]`` marks the pinned."""
-        if self.edges:
-            rows = np.concatenate([a for a, _ in self.edges])
-            cols = np.concatenate([b for _, b in self.edges])
+    def components(self, *, pinned: bool = True) -> np.ndarray:
+        """Label of every element after all couplings; ``labels[FIXED]`` marks the pinned.
+
+        With ``pinned=False`` the pins are left out: what is coupled to what, whatever is kept.
+        """
+        edges = self.edges + [(p.ids, np.zeros(len(p.ids), np.int64)) for p in self.pins] \
+            if pinned else self.edges
+        if edges:
+            rows = np.concatenate([a for a, _ in edges])
+            cols = np.concatenate([b for _, b in edges])
         else:
             rows = cols = np.zeros(0, dtype=np.int64)
         adjacency = coo_matrix(

@@ -1,8 +1,8 @@
 """The dependency graph: which parameter slices of a model must be removed together.
 
 ``build_graph(model, example_input)`` traces the model (:mod:`.trace`), walks its nodes in
-order, applying a rule per layer (:mod:`.module_rules`) or op (:mod:`.op_rules`), and resolves
-the couplings into
+order, applying a rule per layer (its description's ``propagate``, :mod:`prunekit.layers`) or op
+(:mod:`.op_rules`), and resolves the couplings into
 
 - **units**: the smallest things that can be removed (a filter together with its BatchNorm
   channel, the next conv's input channel, and every channel a residual ``add`` ties to it);
@@ -11,7 +11,8 @@ the couplings into
   filters, one transformer block's heads); per-layer ratios and score normalisation apply here.
 
 Channels that reach the model's output, the model's input, an ignored module, or an op that
-needs their count fixed are *pinned* and belong to no unit.
+needs their count fixed are *pinned* and belong to no unit; :attr:`DependencyGraph.pinned`
+says, per layer, how many of its units were kept and why.
 
 >>> import torch
 >>> from torch import nn
@@ -33,8 +34,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import Tensor, fx, nn
 
+from prunekit.layers import kind_of
 from prunekit.structured.channels import FIXED, Channels, MacsTerm, Member, Propagation
-from prunekit.structured.module_rules import module_rule
 from prunekit.structured.op_rules import HOMOGENEOUS_OPS, OP_RULES, op_name
 from prunekit.structured.site import Site, UnsupportedOpError, flat_channels
 from prunekit.structured.trace import Trace, trace_model
@@ -70,9 +71,24 @@ class ActivationPoint:
     after_activation: bool
 
 
+@dataclass(frozen=True)
+class Pinned:
+    """Of the ``size`` units a layer creates, ``kept`` are pinned (never removed), and why."""
+
+    module: str
+    size: int
+    kept: int
+    reasons: tuple[str, ...]
+
+
 @dataclass
 class DependencyGraph:
-    """Units, their member slices and groups, for one model and input shape."""
+    """Units, their member slices and groups, for one model and input shape.
+
+    ``attributes`` are user modules' integer attributes that count units (an attention's
+    ``num_heads``), set to the kept count by the rewrite; ``pinned`` lists every layer some of
+    whose units are kept whatever the target, with the reasons.
+    """
 
     model: nn.Module
     trace: Trace
@@ -84,6 +100,8 @@ class DependencyGraph:
     foldable: np.ndarray
     macs: list[MacsTerm]
     points: list[ActivationPoint]
+    attributes: dict[tuple[str, str], np.ndarray]
+    pinned: list[Pinned]
 
     @property
     def num_units(self) -> int:
@@ -119,20 +137,22 @@ def _unsupported(site: Site, what: str) -> UnsupportedOpError:
     scope = site.scope()
     suggestion = [scope] if scope else producers
     return UnsupportedOpError(
-        f"structured pruning cannot follow channels through {what} (node {site.node.name!r}"
-        f"{f', in module {scope!r}' if scope else ''}): its input carries prunable channels of "
-        f"{producers}. Pass ignore={suggestion!r} (CLI: --ignore {','.join(suggestion)}) to "
-        "leave those channels unpruned, or register a rule in "
-        "prunekit.structured.OP_RULES / MODULE_RULES"
+        f"structured pruning cannot follow channels through {what} ({site.where()}): its "
+        f"input carries prunable channels of {producers}. Pass ignore={suggestion!r} (CLI: "
+        f"--ignore {','.join(suggestion)}) to leave those channels unpruned, or describe it: "
+        "a rule in prunekit.structured.OP_RULES, or a prunekit.layers.LayerKind for a layer "
+        "(docs/layers.md)"
     )
 
 
-def _call_module(site: Site, graph_module: fx.GraphModule, opaque: frozenset[str]) -> Any:
+def _call_module(site: Site, graph_module: fx.GraphModule, opaque: dict[str, str]) -> Any:
     name = str(site.node.target)
     module = graph_module.get_submodule(name)
-    rule = module_rule(module)
+    kind = kind_of(module)
+    rule = kind.propagate if kind is not None else None
     if name in opaque and rule is None:
-        site.pin_inputs()
+        for ch in site.input_channels():
+            site.prop.pin(ch.ids, f"{name!r} is kept whole: {opaque[name]}")
         return None
     if rule is None:
         if site.input_channels():
@@ -141,7 +161,7 @@ def _call_module(site: Site, graph_module: fx.GraphModule, opaque: frozenset[str
     result = rule(site, name, module)
     if name in opaque:
         for ch in flat_channels(result):
-            site.prop.pin(ch.ids)
+            site.prop.pin(ch.ids, f"the output of {name!r} is kept: {opaque[name]}")
         return None
     return result
 
@@ -160,17 +180,17 @@ def _call_op(site: Site) -> Any:
     return result
 
 
-def _propagate(trace: Trace) -> tuple[Propagation, dict[fx.Node, Any]]:
+def _propagate(model: nn.Module, trace: Trace) -> tuple[Propagation, dict[fx.Node, Any]]:
     prop, infos = Propagation(), {}
     graph_module = trace.module
     for node in graph_module.graph.nodes:
-        site = Site(node, prop, infos, trace.shapes)
+        site = Site(node, prop, infos, trace.shapes, model)
         if node.op == "call_module":
             infos[node] = _call_module(site, graph_module, trace.opaque)
         elif node.op in ("call_function", "call_method"):
             infos[node] = _call_op(site)
         elif node.op == "output":
-            site.pin_inputs()
+            site.pin_inputs("they reach the model's output")
     return prop, infos
 
 
@@ -225,8 +245,31 @@ def _pin_shared_tensors(model: nn.Module, prop: Propagation) -> None:
         tensor = getattr(model.get_submodule(member.module), member.param)
         owners.setdefault(id(tensor), set()).add(member.module)
     for member in prop.members:
-        if len(owners[id(getattr(model.get_submodule(member.module), member.param))]) > 1:
-            prop.pin(member.ids)
+        owning = owners[id(getattr(model.get_submodule(member.module), member.param))]
+        if len(owning) > 1:
+            prop.pin(member.ids, f"{member.module}.{member.param} is one tensor shared by "
+                                 f"{sorted(owning)}, so it is kept whole")
+
+
+_FIXED_REASON = ("coupled position by position to channels that cannot change (the model's "
+                 "input, or a tensor no layer produces)")
+
+
+def _pinned(prop: Propagation, labels: np.ndarray) -> list[Pinned]:
+    """Every layer with pinned units, with the reasons of the pins coupled to them."""
+    free = prop.components(pinned=False)
+    reasons: dict[int, list[str]] = {int(free[FIXED]): [_FIXED_REASON]}
+    for pin in prop.pins:
+        for label in np.unique(free[pin.ids]):
+            reasons.setdefault(int(label), []).append(pin.reason)
+    result = []
+    for space in prop.spaces:
+        kept = labels[space.ids] == labels[FIXED]
+        if kept.any():
+            why = dict.fromkeys(r for c in np.unique(free[space.ids[kept]])
+                                for r in reasons.get(int(c), ()))
+            result.append(Pinned(space.module, len(space.ids), int(kept.sum()), tuple(why)))
+    return result
 
 
 def build_graph(
@@ -240,7 +283,7 @@ def build_graph(
     """
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
     trace = trace_model(model, inputs, _validate_ignore(model, ignore))
-    prop, infos = _propagate(trace)
+    prop, infos = _propagate(model, trace)
     _pin_shared_tensors(model, prop)
     labels = prop.components()
     member_ids = np.concatenate([m.ids for m in prop.members]) if prop.members else np.zeros(0, int)
@@ -256,5 +299,5 @@ def build_graph(
         foldable[units[units >= 0]] = False
     return DependencyGraph(
         model, trace, prop.members, prop.axes, unit_of, groups, unit_group, foldable, prop.macs,
-        _points(trace, infos),
+        _points(trace, infos), prop.attributes, _pinned(prop, labels),
     )

@@ -38,6 +38,7 @@ from torch import Tensor, fx, nn
 
 from prunekit.structured.channels import Member
 from prunekit.structured.graph import DependencyGraph
+from prunekit.structured.trace import eval_mode
 
 
 @dataclass(frozen=True)
@@ -125,33 +126,30 @@ def bn_scale(graph: DependencyGraph, data: ScoringData) -> UnitScores:
     return UnitScores(torch.where(count > 0, total, torch.nan))
 
 
+def _first_order(member: Member, tensor: Tensor) -> Tensor | None:
+    if not member.is_param or tensor.grad is None:
+        return None
+    return _per_position(tensor * tensor.grad, member.dim, lambda t: t.sum(1))
+
+
 def taylor(graph: DependencyGraph, data: ScoringData) -> UnitScores:
     """``(Σ w·∂L/∂w)²`` over the unit's slices, averaged over ``data.batches``."""
     data.require("taylor")
     model = graph.model
     params = [p for p in model.parameters() if p.requires_grad]
     saved = [p.grad for p in params]
-    was_training = model.training
-    model.eval()
     total = torch.zeros(graph.num_units, dtype=torch.float64)
     try:
-        for x, y in data.batches:
-            for p in params:
-                p.grad = None
-            with torch.enable_grad():
-                data.loss(model(x), y).backward()
-
-            def value(member: Member, tensor: Tensor) -> Tensor | None:
-                if not member.is_param or tensor.grad is None:
-                    return None
-                return _per_position(tensor * tensor.grad, member.dim, lambda t: t.sum(1))
-
-            first_order, _ = scatter_members(graph, value)
-            total += first_order.pow(2)
+        with eval_mode(model):
+            for x, y in data.batches:
+                for p in params:
+                    p.grad = None
+                with torch.enable_grad():
+                    data.loss(model(x), y).backward()
+                total += scatter_members(graph, _first_order)[0].pow(2)
     finally:
         for p, grad in zip(params, saved):
             p.grad = grad
-        model.train(was_training)
     return UnitScores(total / len(data.batches))
 
 
@@ -190,14 +188,9 @@ def _activation(statistic: Callable[[Tensor], Tensor], name: str) -> Criterion:
     def criterion(graph: DependencyGraph, data: ScoringData) -> UnitScores:
         data.require(name)
         recorder = _ActivationRecorder(graph, statistic)
-        was_training = graph.model.training
-        graph.model.eval()
-        try:
-            with torch.no_grad():
-                for x, _ in data.batches:
-                    recorder.run(x)
-        finally:
-            graph.model.train(was_training)
+        with eval_mode(graph.model), torch.no_grad():
+            for x, _ in data.batches:
+                recorder.run(x)
         return UnitScores(recorder.scores() / len(data.batches))
 
     return criterion

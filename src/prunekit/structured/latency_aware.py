@@ -129,7 +129,7 @@ class _Search:
         self.costs = [self.layer_cost(layer, self.removed) for layer in self.layers]
 
     def layer_cost(self, layer: _Layer, removed: Sequence[int]) -> tuple[float, float]:
-        """(milliseconds, per-sample MACs) of ``layer`` when groups lost ``removed`` units."""
+        """(milliseconds, MACs on the example) of ``layer`` when groups lost ``removed`` units."""
         out = layer.out.kept(removed)
         macs = layer.term.dense_macs * out / layer.out.full
         kept_in = 0
@@ -140,7 +140,7 @@ class _Search:
         return ms, macs
 
     def totals(self) -> tuple[float, float]:
-        """Estimated (milliseconds, per-sample MACs) of the whole model now."""
+        """Estimated (milliseconds, MACs on the example) of the whole model now."""
         return (self.table.rest_ms + sum(c[0] for c in self.costs),
                 sum(c[1] for c in self.costs))
 
@@ -202,7 +202,7 @@ def _greedy(search: _Search, done: Callable[[_Search], bool]) -> None:
             ms, macs = search.totals()
             raise ValueError(
                 "the target cannot be met within max_layer_ratio: the most pruning allowed "
-                f"leaves an estimated {ms:.1f} ms and {macs:,.0f} MACs per sample; raise "
+                f"leaves an estimated {ms:.1f} ms and {macs:,.0f} MACs on the example; raise "
                 "max_layer_ratio or ask for less"
             )
         _, seen, g = heapq.heappop(heap)
@@ -261,9 +261,8 @@ def prune_for_latency(
     else:
         from prunekit.evaluate import count_macs
 
-        measured = count_macs(model, inputs[0])
-        budget = layer_macs_budget(graph, macs_fraction(max_macs, measured), measured,
-                                   len(inputs[0]))
+        measured = count_macs(model, inputs)
+        budget = layer_macs_budget(graph, macs_fraction(max_macs, measured), measured)
         _greedy(search, lambda s: s.totals()[1] <= budget)
     remove = search.removal()
     report = remove_planned(graph, scores, remove, inputs,

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from prunekit.io import write_text_atomic
 from prunekit.latency import fixed_threads, interleaved_times
+from prunekit.layers import kind_of
 from prunekit.structured.deploy import FusedConv, fuse_for_cpu
 from prunekit.structured.graph import DependencyGraph, build_graph
 from prunekit.structured.rewrite import remove_units
@@ -149,9 +150,10 @@ class LatencyTable:
 
 
 def _widths(layer: nn.Module) -> tuple[int, int]:
-    if isinstance(layer, nn.Linear):
-        return layer.in_features, layer.out_features
-    return layer.in_channels, layer.out_channels
+    kind = kind_of(layer)
+    if kind is None or kind.widths is None:
+        raise AttributeError(f"{type(layer).__name__} has no widths in its layer description")
+    return kind.widths(layer)
 
 
 def _kept(size: int, fraction: float, round_to: int) -> int:
@@ -174,7 +176,7 @@ def _pruned_copies(
             kept = _kept(group.size, float(rng.choice(fractions)), round_to)
             remove[group.units[kept:]] = True
         with single_thread():
-            remove_units(twin, remove, example[:1])
+            remove_units(twin, remove, example)
         models.append(twin.model)
     return models
 

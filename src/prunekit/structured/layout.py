@@ -18,7 +18,7 @@ channels, so the channels behind it must stay; a size computed at run time (``x.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -27,6 +27,10 @@ from prunekit.structured.channels import Channels, Propagation
 
 DimArg = Literal["literal", "inferred", "adaptive"]
 """How an output size is given: a literal int, ``-1``, or computed at run time."""
+
+Adapts = Callable[[int, np.ndarray], bool]
+"""``adapts(dim, ids)``: can the literal size at output ``dim`` follow the units ``ids`` (an
+attention's ``view(B, T, self.num_heads, D)``, whose ``num_heads`` the rewrite updates)?"""
 
 
 def _prod(values: Sequence[int]) -> int:
@@ -39,6 +43,7 @@ def reshape(
     out_shape: Sequence[int],
     dim_args: Sequence[DimArg],
     prop: Propagation | None = None,
+    adapts: Adapts | None = None,
 ) -> Channels | None:
     """Follow the prunable dim through a reshape from ``in_shape`` to ``out_shape``.
 
@@ -46,21 +51,24 @@ def reshape(
     into one output dim (flatten: each channel owns a block or a stride of positions); it splits
     into a leading dim that is ``-1`` or computed and trailing literal dims (attention heads:
     ``unflatten(-1, (-1, head_dim))``), in which case each block of trailing positions becomes one
-    unit (``prop`` records the merge). Anything else returns ``None``.
+    unit (``prop`` records the merge). A literal size where the units land is followed only if
+    ``adapts`` says it will change with them. Anything else returns ``None``.
     """
     c, d = len(ch.ids), ch.dim
     inner = _prod(in_shape[d + 1 :])
+
+    def follows(e: int, ids: np.ndarray) -> bool:
+        return dim_args[e] != "literal" or (adapts is not None and adapts(e, ids))
+
     for e in range(len(out_shape)):
         out_inner = _prod(out_shape[e + 1 :])
         size = int(out_shape[e])
         if size == c and out_inner == inner:
-            return None if dim_args[e] == "literal" else ch.with_dim(e)
+            return ch.with_dim(e) if follows(e, ch.ids) else None
         if size > c and inner % out_inner == 0 and (out_inner * size) % (inner * c) == 0:
-            if dim_args[e] == "literal":
-                return None
-            positions = np.arange(size) * out_inner // inner % c
-            return Channels(e, ch.ids[positions], ch.fresh)
-    return _split(ch, inner, out_shape, dim_args, prop)
+            ids = ch.ids[np.arange(size) * out_inner // inner % c]
+            return Channels(e, ids, ch.fresh) if follows(e, ids) else None
+    return _split(ch, inner, out_shape, dim_args, prop, follows)
 
 
 def _split(
@@ -69,15 +77,19 @@ def _split(
     out_shape: Sequence[int],
     dim_args: Sequence[DimArg],
     prop: Propagation | None,
+    follows: Adapts,
 ) -> Channels | None:
     c = len(ch.ids)
     for e in range(len(out_shape)):
         for f in range(e + 1, len(out_shape)):
             if _prod(out_shape[e : f + 1]) == c and _prod(out_shape[f + 1 :]) == inner:
                 trailing_literal = all(a == "literal" for a in dim_args[e + 1 : f + 1])
-                if dim_args[e] == "literal" or not trailing_literal or prop is None:
+                if not trailing_literal or prop is None:
                     return None
                 block = _prod(out_shape[e + 1 : f + 1])
+                ids = ch.ids.reshape(-1, block)[:, 0]
+                if not follows(e, ids):
+                    return None
                 return Channels(e, prop.union_blocks(ch.ids, block), False)
     return None
 

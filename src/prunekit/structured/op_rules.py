@@ -53,8 +53,9 @@ def _first_channels(site: Site) -> tuple[Channels | None, Any]:
     return (info if isinstance(info, Channels) else None), site.shape(x)
 
 
-def _pinned(site: Site) -> None:
-    site.pin_inputs()
+def _pinned(site: Site, why: str | None = None) -> None:
+    """Keep every channel entering this op; ``why`` defaults to 'op X needs their count'."""
+    site.pin_inputs(why or f"{op_name(site.node)}() needs their count unchanged")
 
 
 def unary(site: Site) -> Channels | None:
@@ -78,7 +79,7 @@ def broadcast(site: Site) -> Channels | None:
             continue
         e = layout.broadcast_dim(ch, len(site.shape(n)), out)
         if e is None or (dim is not None and e != dim):
-            site.prop.pin(ch.ids)
+            site.pin(ch.ids, f"{op_name(site.node)}() mixes them with another tensor's dims")
         elif dim is None:
             dim, base = e, ch.ids
         else:
@@ -90,7 +91,8 @@ def broadcast(site: Site) -> Channels | None:
         at = dim - (len(out) - len(shape))
         tracked_here = isinstance(ch, Channels) and ch.dim == at
         if at >= 0 and int(shape[at]) == len(base) and len(base) > 1 and not tracked_here:
-            site.prop.pin(base)
+            site.pin(base, f"{op_name(site.node)}() combines them with a tensor of the same "
+                           "size that no layer prunes (a constant or buffer)")
     return Channels(dim, base, False)
 
 
@@ -100,7 +102,7 @@ def channelwise(site: Site) -> Channels | None:
     if ch is None:
         return None
     if ch.dim != 1:
-        return _pinned(site)
+        return _pinned(site, f"{op_name(site.node)}() needs the channels on dim 1")
     return ch
 
 
@@ -108,7 +110,7 @@ def pad(site: Site) -> Channels | None:
     ch, shape = _first_channels(site)
     padded = len(site.arg(1, "pad", ())) // 2
     if ch is None or ch.dim >= len(shape) - padded:
-        return _pinned(site)
+        return _pinned(site, "pad() pads the channels' own dim")
     return ch
 
 
@@ -132,8 +134,34 @@ def _reshaped(site: Site, dim_args: list[DimArg]) -> Channels | None:
     out = site.out_shape
     if len(dim_args) != len(out):
         dim_args = ["literal"] * len(out)
-    result = layout.reshape(ch, shape, out, dim_args, site.prop)
-    return result if result is not None else _pinned(site)
+    result = layout.reshape(ch, shape, out, dim_args, site.prop, lambda e, ids: _follows(site, ids))
+    if result is None:
+        return _pinned(site, f"{op_name(site.node)}() to {_sizes_text(site, dim_args)} gives the "
+                             "channels a literal size, which will not shrink with them: compute "
+                             "it (x.size(0), -1) or flatten")
+    return result
+
+
+def _follows(site: Site, ids: np.ndarray) -> bool:
+    """Can a literal size of ``len(ids)`` in this reshape follow the units ``ids``?
+
+    Yes if the module that wrote it holds that count in an attribute (``self.num_heads``),
+    which the rewrite then sets to the kept count; or if the units' count is already held by
+    such an attribute (``self.num_heads * self.head_dim``, computed from it at run time). If
+    the size is a plain literal after all, the rewrite's check fails and restores the model.
+    """
+    names = site.count_attributes(len(ids))
+    for name in names:
+        site.prop.attribute(site.scope(), name, ids)
+    if names:
+        return True
+    held = [a for a in site.prop.attributes.values()]
+    return bool(held) and bool(np.isin(ids, np.concatenate(held)).all())
+
+
+def _sizes_text(site: Site, dim_args: list[DimArg]) -> str:
+    shape = site.out_shape
+    return "(" + ", ".join(str(int(n)) if a == "literal" else "·" for n, a in zip(shape, dim_args)) + ")"
 
 
 def view(site: Site) -> Channels | None:
@@ -170,7 +198,7 @@ def permute(site: Site) -> Channels | None:
     elif name == "movedim":
         source, destination = site.arg(1, "source"), site.arg(2, "destination")
         if not (isinstance(source, int) and isinstance(destination, int)):
-            return _pinned(site)
+            return _pinned(site, "movedim() with computed dims")
         order = list(range(ndim))
         order.insert(destination % ndim, order.pop(source % ndim))
     else:
@@ -193,7 +221,7 @@ def cat(site: Site) -> Channels | None:
         return Channels(dim, np.concatenate(parts), all(ch is not None and ch.fresh for ch in infos))
     if len(tracked) == 1:
         return _coupled_positions(site, tensors, infos, tracked.pop(), tracked_out=None)
-    return _pinned(site)
+    return _pinned(site, "cat() of tensors whose channels lie on different dims")
 
 
 def stack(site: Site) -> Channels | None:
@@ -202,7 +230,7 @@ def stack(site: Site) -> Channels | None:
     infos = [site.info(t) if isinstance(site.info(t), Channels) else None for t in tensors]
     tracked = {ch.dim for ch in infos if ch is not None}
     if len(tracked) != 1:
-        return _pinned(site)
+        return _pinned(site, "stack() of tensors whose channels lie on different dims")
     d = tracked.pop()
     return _coupled_positions(site, tensors, infos, d, tracked_out=d if d < dim else d + 1)
 
@@ -214,7 +242,7 @@ def _coupled_positions(
     base = next(ch for ch in infos if ch is not None)
     for ch in infos:
         if ch is None:
-            site.prop.pin(base.ids)
+            site.pin(base.ids, f"{op_name(site.node)}() joins them with a tensor no layer prunes")
         elif ch is not base:
             site.prop.union(base.ids, ch.ids)
     return Channels(d if tracked_out is None else tracked_out, base.ids, False)
@@ -234,7 +262,7 @@ def split(site: Site) -> Any:
         return tuple(moved for _ in pieces)
     sizes = {int(p[dim]) for p in pieces}
     if name != "chunk" or len(sizes) != 1:
-        _pinned(site)
+        _pinned(site, f"{name}() into pieces of literal sizes")
         return tuple(None for _ in pieces)
     runs = ch.ids.reshape(len(pieces), -1)
     for run in runs[1:]:
@@ -253,7 +281,7 @@ def getitem(site: Site) -> Any:
         return None
     entries = key if isinstance(key, tuple) else (key,)
     result = layout.index(info, len(shape), entries)
-    return result if result is not None else _pinned(site)
+    return result if result is not None else _pinned(site, "indexing selects some channels")
 
 
 def reduction(site: Site) -> Any:
@@ -269,10 +297,10 @@ def reduction(site: Site) -> Any:
     keepdim = bool(site.arg(dim_at + 1, "keepdim", False))
     dims = list(dim) if isinstance(dim, (tuple, list)) else [dim]
     if not all(isinstance(d, int) for d in dims):
-        return _pinned(site)
+        return _pinned(site, f"{op_name(site.node)}() over computed dims")
     result = layout.reduce_dims(ch, len(shape), dims, keepdim)
     if result is None:
-        _pinned(site)
+        _pinned(site, f"{op_name(site.node)}() reduces over them")
     if isinstance(site.out_shape, tuple) and not _is_tensor_shape(site.out_shape):
         return tuple(result for _ in site.out_shape)
     return result
@@ -284,7 +312,7 @@ def softmax(site: Site) -> Channels | None:
         return None
     dim = site.arg(1, "dim")
     if dim is None or int(dim) % len(shape) == ch.dim:
-        return _pinned(site)
+        return _pinned(site, f"{op_name(site.node)}() normalises over them")
     return Channels(ch.dim, ch.ids, False)
 
 
@@ -296,7 +324,21 @@ def expand(site: Site) -> Channels | None:
     at = ch.dim + len(sizes) - len(shape)
     name = op_name(site.node)
     keeps = sizes[at] == 1 if name == "repeat" else _classify(sizes[at]) != "literal"
-    return ch.with_dim(at) if keeps else _pinned(site)
+    return ch.with_dim(at) if keeps else _pinned(site, f"{name}() to a literal size")
+
+
+def repeat_interleave(site: Site) -> Channels | None:
+    """``repeat_interleave(r, dim)`` over the units' dim repeats each unit ``r`` times in place
+    (grouped-query attention's key/value heads, each serving ``r`` query heads)."""
+    ch, shape = _first_channels(site)
+    if ch is None:
+        return None
+    repeats, dim = site.arg(1, "repeats"), site.arg(2, "dim")
+    if dim is None or not isinstance(repeats, int):
+        return _pinned(site, "repeat_interleave() without a dim, or with per-entry repeats")
+    if int(dim) % len(shape) != ch.dim:
+        return Channels(ch.dim, ch.ids, False)
+    return Channels(ch.dim, np.repeat(ch.ids, repeats), False)
 
 
 _UNARY = (
@@ -339,6 +381,7 @@ OP_RULES: dict[str, OpRule] = {
     **dict.fromkeys(["expand", "repeat"], expand),
     **dict.fromkeys(["matmul", "bmm", "mm"], matmul),
     "unflatten": unflatten,
+    "repeat_interleave": repeat_interleave,
     "pad": pad,
     "cat": cat,
     "stack": stack,

@@ -18,6 +18,11 @@ Targets:
 fastest. Units that reach the model's output are never removed, so the classifier keeps its
 classes; ``ignore`` keeps the output channels of the named modules.
 
+The report says what was kept and why (``pinned``), and ``warnings`` (also logged) name every
+layer kept whole for a reason you can change, a submodule fx could not trace, and a prune that
+removed nothing. A ``max_macs`` target out of reach fails naming what cannot shrink.
+:func:`~.explain.explain` shows the same before anything is cut.
+
 >>> import torch
 >>> from torch import nn
 >>> net = nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU(),
@@ -29,6 +34,7 @@ classes; ``ignore`` keeps the output channels of the named modules.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -38,11 +44,14 @@ from typing import Literal
 import numpy as np
 from torch import Tensor, nn
 
-from prunekit.structured.graph import DependencyGraph, Group, build_graph
+from prunekit.structured.diagnosis import kept_layer_warnings, nothing_removed, unreachable_macs
+from prunekit.structured.graph import DependencyGraph, Group, Pinned, build_graph
 from prunekit.structured.importance import ScoringData, UnitScores, score_units
 from prunekit.structured.lsh import apply_folds
 from prunekit.structured.rewrite import remove_units
 from prunekit.structured.trace import single_thread
+
+log = logging.getLogger(__name__)
 
 Scope = Literal["layer", "global"]
 
@@ -58,7 +67,11 @@ class GroupReport:
 
 @dataclass(frozen=True)
 class PruneReport:
-    """What ``prune_channels`` did; ``ratio`` is the one used (found by search for ``max_macs``)."""
+    """What ``prune_channels`` did; ``ratio`` is the one used (found by search for ``max_macs``).
+
+    ``pinned`` lists every layer some of whose units were kept whatever the target, with why;
+    ``warnings`` are the lines that were also logged (see the module docstring).
+    """
 
     ratio: float
     units: int
@@ -67,6 +80,8 @@ class PruneReport:
     estimated_macs_fraction: float
     seconds: float
     groups: list[GroupReport]
+    pinned: list[Pinned]
+    warnings: list[str]
 
 
 def channels_per_unit(graph: DependencyGraph, group: Group) -> int:
@@ -142,46 +157,58 @@ def normalised(scores: np.ndarray) -> np.ndarray:
     return scores / mean if mean > 0 else scores
 
 
-def estimate_macs(graph: DependencyGraph, remove: np.ndarray) -> float:
-    """Conv and Linear MACs after removing ``remove`` (on the traced sample's shapes)."""
+def term_macs(graph: DependencyGraph, remove: np.ndarray) -> np.ndarray:
+    """MACs of each of ``graph.macs``'s terms after removing ``remove`` (the traced example's
+    shapes): each term shrinks by the kept fraction of every axis it scales with."""
     keep = np.append(~remove, True)
-    total = 0.0
-    for term in graph.macs:
+    left = np.zeros(len(graph.macs))
+    for i, term in enumerate(graph.macs):
         fraction = keep[graph.unit_of[term.out_ids]].mean()
         if term.in_ids is not None and len(term.in_ids):
             fraction *= keep[graph.unit_of[term.in_ids]].mean()
-        total += term.dense_macs * fraction
-    return total
+        left[i] = term.dense_macs * fraction
+    return left
 
 
-def layer_macs_budget(graph: DependencyGraph, fraction: float, measured: int, batch: int) -> float:
-    """Per-sample Conv/Linear MACs (as :func:`estimate_macs` counts them) that leave at most
-    ``fraction`` of the ``measured`` total for a batch of ``batch``; whatever else the counter
-    measured (attention products, recurrent steps) is taken as fixed."""
-    dense = estimate_macs(graph, np.zeros(graph.num_units, dtype=bool)) * batch
+def estimate_macs(graph: DependencyGraph, remove: np.ndarray) -> float:
+    """MACs of every layer and product a rule describes (Conv, Linear, RNN, attention...) after
+    removing ``remove``, on the traced example's shapes."""
+    return float(term_macs(graph, remove).sum())
+
+
+def layer_macs_budget(graph: DependencyGraph, fraction: float, measured: int) -> float:
+    """MACs (as :func:`estimate_macs` counts them, on the example) that leave at most
+    ``fraction`` of the ``measured`` total; whatever else the counter measured (layers no rule
+    describes) is taken as fixed."""
+    dense = estimate_macs(graph, np.zeros(graph.num_units, dtype=bool))
     fixed = max(0.0, measured - dense)
-    return (fraction * measured - fixed) / batch
+    return fraction * measured - fixed
 
 
 def _ratio_for_macs(
-    graph: DependencyGraph, scores: Tensor, fraction: float, measured: int, batch: int,
+    graph: DependencyGraph, scores: Tensor, fraction: float, measured: int,
     scope: Scope, max_layer_ratio: float, round_to: int,
 ) -> float:
     """Bisect the ratio whose estimated MACs fall under ``fraction`` of the dense ``measured``.
 
-    The estimate covers Conv and Linear layers; whatever else the counter measured (attention
-    products, recurrent steps) is taken as fixed, which can only over-estimate what is left.
+    The estimate covers every layer and product a rule describes; whatever else the counter
+    measured is taken as fixed, which can only over-estimate what is left. A target that even
+    removing every unit cannot reach fails naming what cannot shrink; one that the caps stop
+    says to raise ``max_layer_ratio``.
     """
-    target = layer_macs_budget(graph, fraction, measured, batch) * batch
+    target = layer_macs_budget(graph, fraction, measured)
     fixed = fraction * measured - target
 
     def macs(ratio: float) -> float:
         plan = plan_removal(graph, scores, ratio, scope=scope, max_layer_ratio=max_layer_ratio,
                             round_to=round_to)
-        return estimate_macs(graph, plan) * batch
+        return estimate_macs(graph, plan)
 
     low, high = 0.0, 1.0
     if macs(high) > target:
+        left = term_macs(graph, np.ones(graph.num_units, dtype=bool))
+        if left.sum() > target:
+            raise ValueError(unreachable_macs(graph, left, max(0.0, fixed), fraction * measured))
         raise ValueError(
             f"max_macs: even the largest pruning allowed leaves {macs(high) + fixed:,.0f} MACs, "
             f"above the target {fraction * measured:,.0f}; raise max_layer_ratio (now "
@@ -212,6 +239,19 @@ def prune_channels(
     feeds the data-driven criteria (``taylor``, ``activation_mean``, ``apoz``).
     """
     start = time.perf_counter()
+    validate_target(ratio, max_macs, scope, max_layer_ratio, round_to)
+    inputs, graph, scores = graph_and_scores(model, example_input, criterion, data, ignore)
+    ratio, remove = plan_for_target(graph, scores.scores, inputs, ratio=ratio, max_macs=max_macs,
+                                    scope=scope, max_layer_ratio=max_layer_ratio,
+                                    round_to=round_to)
+    return remove_planned(graph, scores, remove, inputs, ratio, start)
+
+
+def validate_target(
+    ratio: float | None, max_macs: float | None, scope: str, max_layer_ratio: float,
+    round_to: int,
+) -> None:
+    """Every check of a ``prune_channels`` target, raised before any work."""
     if (ratio is None) == (max_macs is None):
         raise ValueError("give exactly one target: ratio=0.5 or max_macs=0.5 (fraction) / int")
     if ratio is not None and not 0.0 <= ratio < 1.0:
@@ -220,18 +260,33 @@ def prune_channels(
         raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
     validate_limits(max_layer_ratio, round_to)
     if max_macs is not None:
-        macs_fraction(max_macs, 1)  # validates before any work
-    inputs, graph, scores = graph_and_scores(model, example_input, criterion, data, ignore)
+        macs_fraction(max_macs, 1)
+
+
+def plan_for_target(
+    graph: DependencyGraph,
+    scores: Tensor,
+    inputs: tuple[Tensor, ...],
+    *,
+    ratio: float | None,
+    max_macs: float | None,
+    scope: Scope,
+    max_layer_ratio: float,
+    round_to: int,
+) -> tuple[float, np.ndarray]:
+    """The ratio (given, or found for ``max_macs`` on MACs counted over ``inputs``) and the
+    boolean array of units it removes."""
+    validate_target(ratio, max_macs, scope, max_layer_ratio, round_to)
     if max_macs is not None:
         from prunekit.evaluate import count_macs
 
-        measured = count_macs(model, inputs[0])
-        ratio = _ratio_for_macs(graph, scores.scores, macs_fraction(max_macs, measured),
-                                measured, len(inputs[0]), scope, max_layer_ratio, round_to)
+        measured = count_macs(graph.model, inputs)
+        ratio = _ratio_for_macs(graph, scores, macs_fraction(max_macs, measured), measured,
+                                scope, max_layer_ratio, round_to)
     assert ratio is not None
-    remove = plan_removal(graph, scores.scores, ratio, scope=scope,
-                          max_layer_ratio=max_layer_ratio, round_to=round_to)
-    return remove_planned(graph, scores, remove, inputs, ratio, start)
+    remove = plan_removal(graph, scores, ratio, scope=scope, max_layer_ratio=max_layer_ratio,
+                          round_to=round_to)
+    return ratio, remove
 
 
 def validate_limits(max_layer_ratio: float, round_to: int) -> None:
@@ -270,8 +325,13 @@ def remove_planned(
         folded = apply_folds(graph, scores.folds, remove)
         remove_units(graph, remove, inputs)
     groups = [GroupReport(g.modules, g.size, int(remove[g.units].sum())) for g in graph.groups]
+    warnings = kept_layer_warnings(graph)
+    if not remove.any() and ratio > 0:
+        warnings.insert(0, nothing_removed(graph))
+    for line in warnings:
+        log.warning("%s", line)
     return PruneReport(ratio, graph.num_units, int(remove.sum()), folded, fraction_left,
-                       time.perf_counter() - start, groups)
+                       time.perf_counter() - start, groups, graph.pinned, warnings)
 
 
 def macs_fraction(max_macs: float, measured: int) -> float:

@@ -21,94 +21,47 @@ layer is restored and :class:`RewriteError` explains; a half-pruned model is nev
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from prunekit.layers import kind_of
 from prunekit.structured.graph import DependencyGraph
-from prunekit.structured.trace import run_one_sample
+from prunekit.structured.trace import run_example
 
 
 class RewriteError(RuntimeError):
     """The compacted model failed its check; the original was restored."""
 
 
-def _conv(m: nn.Module, kept: dict[str, int]) -> None:
-    per_group_in = m.in_channels // m.groups
-    if m.groups > 1:
-        m.groups = kept["in"] // per_group_in
-    m.in_channels, m.out_channels = kept["in"], kept["out"]
-
-
-def _linear(m: nn.Linear, kept: dict[str, int]) -> None:
-    m.in_features, m.out_features = kept["in"], kept["out"]
-
-
-def _norm(m: nn.Module, kept: dict[str, int]) -> None:
-    m.num_features = kept["channels"]
-
-
-def _layer_norm(m: nn.LayerNorm, kept: dict[str, int]) -> None:
-    m.normalized_shape = (kept["channels"],)
-
-
-def _group_norm(m: nn.GroupNorm, kept: dict[str, int]) -> None:
-    m.num_groups = m.num_groups * kept["channels"] // m.num_channels
-    m.num_channels = kept["channels"]
-
-
-def _prelu(m: nn.PReLU, kept: dict[str, int]) -> None:
-    m.num_parameters = kept["channels"]
-
-
-def _embedding(m: nn.Embedding, kept: dict[str, int]) -> None:
-    m.embedding_dim = kept["out"]
-
-
-def _recurrent(m: nn.RNNBase, kept: dict[str, int]) -> None:
-    m.input_size, m.hidden_size = kept["in"], kept["hidden"]
-    m._init_flat_weights()
-
-
-FIXUPS: dict[type, Callable[[Any, dict[str, int]], None]] = {
-    nn.modules.conv._ConvNd: _conv,
-    nn.Linear: _linear,
-    nn.modules.batchnorm._BatchNorm: _norm,
-    nn.modules.instancenorm._InstanceNorm: _norm,
-    nn.LayerNorm: _layer_norm,
-    nn.GroupNorm: _group_norm,
-    nn.PReLU: _prelu,
-    nn.Embedding: _embedding,
-    nn.RNNBase: _recurrent,
-}
-"""Layer class → how to update its size attributes from the kept count of each axis."""
-
-_ATTRIBUTES = (
-    "in_channels", "out_channels", "groups", "in_features", "out_features", "num_features",
-    "normalized_shape", "num_groups", "num_channels", "num_parameters", "embedding_dim",
-    "input_size", "hidden_size",
-)
-
-
-def _fixup(module: nn.Module) -> Callable[[Any, dict[str, int]], None] | None:
-    return next((FIXUPS[c] for c in type(module).__mro__ if c in FIXUPS), None)
-
-
 class _Snapshot:
-    """The tensors and size attributes of touched layers, to restore after a failed check."""
+    """The tensors and size attributes of touched layers (and any layer replaced), to restore
+    after a failed check."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
         self.saved: dict[nn.Module, tuple[dict, dict, dict]] = {}
+        self.replaced: list[tuple[str, nn.Module]] = []
 
-    def keep(self, module: nn.Module) -> None:
-        if module not in self.saved:
-            attributes = {a: getattr(module, a) for a in _ATTRIBUTES if hasattr(module, a)}
-            self.saved[module] = (dict(module._parameters), dict(module._buffers), attributes)
+    def keep(self, module: nn.Module, attributes: tuple[str, ...] = ()) -> None:
+        kind = kind_of(module)
+        names = (*(kind.size_attributes if kind is not None else ()), *attributes)
+        values = {a: getattr(module, a) for a in names if hasattr(module, a)}
+        if module in self.saved:
+            self.saved[module][2].update({a: v for a, v in values.items()
+                                          if a not in self.saved[module][2]})
+            return
+        self.saved[module] = (dict(module._parameters), dict(module._buffers), values)
+
+    def replace(self, name: str, new: nn.Module) -> None:
+        self.replaced.append((name, self.model.get_submodule(name)))
+        _set_submodule(self.model, name, new)
 
     def restore(self) -> None:
+        for name, original in reversed(self.replaced):
+            _set_submodule(self.model, name, original)
         for module, (params, buffers, attributes) in self.saved.items():
             module._parameters.update(params)
             module._buffers.update(buffers)
@@ -116,6 +69,11 @@ class _Snapshot:
                 object.__setattr__(module, name, value)
             if isinstance(module, nn.RNNBase):
                 module._init_flat_weights()
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
 def _replace(module: nn.Module, name: str, value: Tensor) -> None:
@@ -138,7 +96,7 @@ def _check(graph: DependencyGraph, example_inputs: tuple[Tensor, ...]) -> None:
     model = graph.model
     output = next(n for n in graph.trace.module.graph.nodes if n.op == "output")
     expected = _shapes_of_size(graph.trace.shapes.get(output.args[0]))
-    got = _shapes(run_one_sample(model, model, example_inputs))
+    got = _shapes(run_example(model, model, example_inputs))
     if expected is not None and got != expected:
         raise RewriteError(f"output shapes changed from {expected} to {got}")
 
@@ -156,38 +114,51 @@ def remove_units(
 ) -> None:
     """Cut the units where ``remove`` is true out of ``graph.model``, in place.
 
-    ``remove`` is a boolean array over ``graph``'s units. The model is checked on one sample of
+    ``remove`` is a boolean array over ``graph``'s units. The model is checked on
     ``example_input`` afterwards and restored if the check fails.
     """
     remove = np.asarray(remove, dtype=bool)
     if remove.shape != (graph.num_units,):
         raise ValueError(f"remove has shape {remove.shape}; expected ({graph.num_units},)")
     keep_unit = np.append(~remove, True)  # index -1 (pinned) → kept
-    model, snapshot = graph.model, _Snapshot()
-    touched: set[str] = set()
+    model, snapshot = graph.model, _Snapshot(graph.model)
+
+    def kept(ids: np.ndarray) -> int:
+        return int(keep_unit[graph.unit_of[ids]].sum())
+
+    touched: dict[str, nn.Module] = {}
     for member in graph.members:
         keep = keep_unit[graph.unit_of[member.ids]]
         if keep.all():
             continue
-        module = model.get_submodule(member.module)
+        module = touched.setdefault(member.module, model.get_submodule(member.module))
         snapshot.keep(module)
-        touched.add(member.module)
         index = torch.from_numpy(np.flatnonzero(keep))
         tensor = getattr(module, member.param).detach()
         _replace(module, member.param, tensor.index_select(member.dim, index).contiguous())
-    for name in touched:
+    for name, module in touched.items():
+        kind = kind_of(module)
+        if kind is not None and kind.resize is not None:
+            axes = graph.axes.get(name, {})
+            replacement = kind.resize(module, {axis: kept(ids) for axis, ids in axes.items()})
+            if replacement is not None:
+                snapshot.replace(name, replacement)
+    counts = []
+    for (name, attribute), ids in graph.attributes.items():
         module = model.get_submodule(name)
-        fixup = _fixup(module)
-        if fixup is not None:
-            kept = {axis: int(keep_unit[graph.unit_of[ids]].sum()) for axis, ids in graph.axes[name].items()}
-            fixup(module, kept)
+        if getattr(module, attribute) != kept(ids):
+            snapshot.keep(module, (attribute,))
+            setattr(module, attribute, kept(ids))
+            counts.append(f"{name or 'model'}.{attribute} = {kept(ids)}")
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
     try:
         _check(graph, inputs)
     except Exception as exc:
         snapshot.restore()
+        set_counts = f" (after setting {', '.join(counts)})" if counts else ""
         raise RewriteError(
-            f"the compacted model failed its check ({type(exc).__name__}: {exc}); the model was "
-            "restored. A shape in forward() probably does not follow the channels (a literal "
-            "size computed from another tensor); pass the module involved in ignore=[...]"
+            f"the compacted model failed its check{set_counts}: {type(exc).__name__}: {exc}; "
+            "the model was restored. A shape in forward() probably does not follow the "
+            "channels (a literal size, or one computed from another tensor): compute it from "
+            "the attribute or the input, or pass the module involved in ignore=[...]"
         ) from exc

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from torch import fx
+from torch import Tensor, fx, nn
 
-from prunekit.structured.channels import Channels, Propagation
+from prunekit.structured.channels import Channels, Propagation, Role
 
 
 class UnsupportedOpError(ValueError):
@@ -52,6 +52,7 @@ class Site:
     prop: Propagation
     infos: dict[fx.Node, Any]
     shapes: dict[fx.Node, Any]
+    model: nn.Module | None = None
 
     def info(self, arg: Any) -> Any:
         return self.infos.get(arg) if isinstance(arg, fx.Node) else None
@@ -74,10 +75,19 @@ class Site:
         nodes = [*flat_nodes(self.node.args), *flat_nodes(self.node.kwargs)]
         return [ch for n in nodes for ch in flat_channels(self.info(n))]
 
-    def pin_inputs(self) -> None:
+    def where(self) -> str:
+        """This node and its module, for messages: ``node 'view_2' in module 'blocks.0.attn'``."""
+        scope = self.scope()
+        return f"node {self.node.name!r}" + (f" in module {scope!r}" if scope else "")
+
+    def pin(self, ids: np.ndarray, why: str) -> None:
+        """Keep these elements, because of ``why`` (said of this node)."""
+        self.prop.pin(ids, f"{why} ({self.where()})")
+
+    def pin_inputs(self, why: str) -> None:
         """Keep every channel entering this node (the op needs their count unchanged)."""
         for ch in self.input_channels():
-            self.prop.pin(ch.ids)
+            self.pin(ch.ids, why)
 
     def ids_at(self, arg: Any, dim: int, size: int | None = None) -> np.ndarray:
         """Element ids along ``dim`` of ``arg``; channels on any other dim are pinned."""
@@ -89,12 +99,44 @@ class Site:
         if isinstance(info, Channels):
             if ndim and info.dim == dim % ndim:
                 return info.ids
-            self.prop.pin(info.ids)
+            self.pin(info.ids, f"the layer reads dim {dim % max(ndim, 1)} but the channels are "
+                               f"on dim {info.dim}")
         return np.zeros(size, dtype=np.int64)
+
+    def channels_at(self, arg: Any, dim: int, why: str) -> Channels | None:
+        """``arg``'s channels if they are on ``dim``; pinned (with ``why``) and ``None`` if not."""
+        ch = self.info(arg)
+        if not isinstance(ch, Channels):
+            return None
+        if ch.dim != dim:
+            self.pin(ch.ids, why)
+            return None
+        return ch
+
+    def member(
+        self, name: str, module: nn.Module, param: str, dim: int, ids: np.ndarray, role: Role
+    ) -> None:
+        """Record that ``module.<param>`` (if it exists) owns these slices along ``dim``."""
+        if isinstance(getattr(module, param, None), Tensor):
+            is_param = param in module._parameters
+            self.prop.member(name, param, dim, ids, role, is_param=is_param)
+
+    def count_attributes(self, value: int) -> list[str]:
+        """Integer attributes of this node's module that may hold ``value`` as a count of heads
+        (``num_heads``, ``n_head``, ``all_head_size``...): where a literal size in its forward
+        comes from. Names saying "number of" win over others of the same value (``head_dim``).
+        """
+        if self.model is None:
+            return []
+        module = self.model.get_submodule(self.scope())
+        names = [name for name, v in vars(module).items()
+                 if type(v) is int and v == value and "head" in name.lower()]
+        counts = [n for n in names if n.lower().startswith(("num", "n_")) or n.endswith("heads")]
+        return counts or names
 
     def scope(self) -> str:
         """The innermost module this node belongs to, for messages ('' at top level)."""
         if self.node.op == "call_module":
             return str(self.node.target)
         stack = self.node.meta.get("nn_module_stack") or {}
-        return next(reversed(stack), "") if stack else ""
+        return str(next(reversed(stack.values()))[0]) if stack else ""

@@ -4,20 +4,26 @@ Why fx: ``torch.fx.symbolic_trace`` gives, in milliseconds, a graph whose layer 
 the user's ``nn.Module`` objects (``call_module`` nodes with qualified names), so a coupling found
 in the graph points straight at the module whose weights must shrink, and the module stack of
 every op is known for error messages. What fx alone cannot give is shapes (needed where a
-channel owns an H·W block of a flattened tensor); one real forward pass at batch 1 through an
-``fx.Interpreter`` records them.
+channel owns an H·W block of a flattened tensor); one real forward pass over the example
+through an ``fx.Interpreter`` records them. The whole example runs, not a slice of it: which
+dim of each input is the batch is the model's business (``(L, N, E)`` sequences, masks of
+``(L, S)``), and cutting the wrong one would record wrong shapes.
+
+Leaves are the layers prunekit has a description for (:mod:`prunekit.layers`, found along the
+MRO, so a user's subclass of ``nn.Conv2d`` is a Conv2d leaf) and, as fx has it, torch.nn's
+other layers; everything else is traced through.
 
 Fallback: when fx cannot trace a submodule's code (Python control flow on tensor values, for
 example), that submodule becomes an opaque leaf and tracing is retried: the rest of the model is
 still pruned, and the leaf's channels are left as they are (the graph pins everything that
-enters it). Modules named in ``ignore`` are opaque leaves from the start. Only a model whose own
-``forward`` cannot be traced raises :class:`TraceError`.
+enters it, naming the error). Modules named in ``ignore`` are opaque leaves from the start. Only
+a model whose own ``forward`` cannot be traced raises :class:`TraceError`.
 
 >>> import torch
 >>> from torch import nn
 >>> t = trace_model(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), (torch.zeros(2, 4),))
 >>> [tuple(t.shapes[n]) for n in t.module.graph.nodes if n.op == "call_module"]
-[(1, 3), (1, 3)]
+[(2, 3), (2, 3)]
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 
+from prunekit.layers import kind_of
+
 log = logging.getLogger(__name__)
 
 
@@ -43,12 +51,13 @@ class Trace:
     """A traced model: the fx graph module (sharing the model's submodules) and value shapes.
 
     ``shapes[node]`` is a ``torch.Size`` for a tensor, a tuple of such for tuples and lists of
-    tensors, and ``None`` for anything else (sizes, ints, dtypes).
+    tensors, and ``None`` for anything else (sizes, ints, dtypes). ``opaque`` maps each module
+    kept whole to why (named in ``ignore``, or the error fx raised inside it).
     """
 
     module: fx.GraphModule
     shapes: dict[fx.Node, Any]
-    opaque: frozenset[str]
+    opaque: dict[str, str]
 
 
 def _meta(value: Any) -> Any:
@@ -71,26 +80,27 @@ class _ShapeRecorder(fx.Interpreter):
         return result
 
 
-def example_batch(inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """The first sample of each input (batch dimension kept): enough to learn every shape."""
-    return tuple(x[:1] if isinstance(x, Tensor) and x.dim() > 0 else x for x in inputs)
-
-
 class _Tracer(fx.Tracer):
-    """fx's tracer, with the named submodules kept as opaque leaves."""
+    """fx's tracer, with described layers and the named submodules kept as leaves."""
 
-    def __init__(self, leaves: set[str]) -> None:
+    def __init__(self, leaves: dict[str, str]) -> None:
         super().__init__()
         self.leaves = leaves
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return module_qualified_name in self.leaves or super().is_leaf_module(
-            m, module_qualified_name
-        )
+        if module_qualified_name in self.leaves:
+            return True
+        kind = kind_of(m)
+        if kind is not None and kind.propagate is not None:
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
 
 
-def _symbolic_trace(model: nn.Module, leaves: set[str]) -> fx.GraphModule:
-    """Trace, turning each submodule fx fails inside into a leaf, innermost first."""
+def _symbolic_trace(
+    model: nn.Module, leaves: dict[str, str]
+) -> tuple[fx.GraphModule, dict[str, str]]:
+    """Trace, turning each submodule fx fails inside into a leaf, innermost first; returns the
+    graph and every opaque leaf with why it is one."""
     while True:
         tracer = _Tracer(leaves)
         try:
@@ -105,33 +115,56 @@ def _symbolic_trace(model: nn.Module, leaves: set[str]) -> fx.GraphModule:
                     "(which is then kept as it is) or out of forward()"
                 ) from exc
             log.warning("fx cannot trace %r (%s); its channels are left unpruned", failing, exc)
-            leaves = leaves | {failing}
+            leaves = {**leaves, failing: (
+                f"torch.fx cannot trace its forward ({type(exc).__name__}: {exc}); make it "
+                "traceable (no Python control flow on tensor values) or describe it as a layer "
+                "(docs/layers.md)"
+            )}
             continue
-        return fx.GraphModule(model, graph)
+        return fx.GraphModule(model, graph), leaves
 
 
-def run_one_sample(
+def run_example(
     model: nn.Module, forward: Callable[..., Any], example_inputs: tuple[Tensor, ...]
 ) -> Any:
-    """``forward(*first sample)`` in eval mode without gradients, on one thread.
+    """``forward(*example_inputs)`` in eval mode without gradients, on one thread.
 
-    One sample is enough to learn shapes, and a second thread only adds synchronisation (on a
-    busy 2-core machine, 10× slower). The model's mode and the thread count are restored.
+    A second thread only adds synchronisation to this small pass (on a busy 2-core machine,
+    10× slower). Every submodule's mode and the thread count are restored.
     """
-    was_training = model.training
+    with eval_mode(model), torch.no_grad(), single_thread():
+        return forward(*example_inputs)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run the body with ``model`` in eval mode, then give each submodule back its own mode.
+
+    ``model.train(was_training)`` would not do: it sets every submodule alike, so a BatchNorm
+    the user froze in eval mode (or a dropout turned off) would come back training.
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
+    >>> _ = net[1].eval()
+    >>> with eval_mode(net):
+    ...     net.training
+    False
+    >>> net.training, net[1].training
+    (True, False)
+    """
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
-        with torch.no_grad(), single_thread():
-            return forward(*example_batch(example_inputs))
+        yield
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
 
 
 @contextlib.contextmanager
 def single_thread() -> Iterator[None]:
     """Run the body on one intra-op thread, then restore the thread count.
 
-    Pruning's own work (one sample's forward, norms of weights, slicing) is small; on a busy
+    Pruning's own work (the example's forward, norms of weights, slicing) is small; on a busy
     machine a second thread mostly waits for the first.
     """
     threads = torch.get_num_threads()
@@ -146,15 +179,7 @@ def trace_model(
     model: nn.Module, example_inputs: tuple[Tensor, ...], ignore: frozenset[str] = frozenset()
 ) -> Trace:
     """Trace ``model`` (``ignore``-d submodules as opaque leaves) and record value shapes."""
-    graph_module = _symbolic_trace(model, set(ignore))
-    opaque = frozenset(
-        str(n.target) for n in graph_module.graph.nodes
-        if n.op == "call_module" and not _is_torch_module(graph_module.get_submodule(str(n.target)))
-    ) | ignore
+    graph_module, opaque = _symbolic_trace(model, dict.fromkeys(ignore, "named in ignore"))
     recorder = _ShapeRecorder(graph_module)
-    run_one_sample(model, recorder.run, example_inputs)
+    run_example(model, recorder.run, example_inputs)
     return Trace(graph_module, recorder.shapes, opaque)
-
-
-def _is_torch_module(module: nn.Module) -> bool:
-    return type(module).__module__.startswith(("torch.nn", "torch.ao.nn"))
