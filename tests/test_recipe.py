@@ -110,3 +110,13 @@ def test_structured_stage_accepts_every_option() -> None:
             "max_layer_ratio": 0.8, "round_to": 8, "ignore": ["features.0"]}
     recipe = parse_recipe(_recipe(variants=[{"name": "v", "stages": [{"structured": spec}]}]))
     assert recipe.variants[0].stages[0].structured.round_to == 8
+
+
+def test_a_loss_is_a_known_name_or_a_callable_named_without_importing() -> None:
+    base = {"name": "t", "model": {"name": "mlp"}}
+    assert parse_recipe({**base, "train": {"loss": "mse"}}).train.loss == "mse"
+    named = parse_recipe({**base, "train": {"loss": "no_such_pkg.losses:huber"}})
+    assert named.train.loss == "no_such_pkg.losses:huber"  # validated, not imported
+    with pytest.raises(RecipeError, match=r"train.loss = 'mae': unknown loss 'mae'; choose one of"):
+        parse_recipe({**base, "train": {"loss": "mae"}})
+    assert parse_recipe({**base, "data": {"name": "digits", "target": "input"}}).data.target == "input"

@@ -9,6 +9,7 @@ the compressed model, and optionally its ONNX export).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,33 +18,26 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from prunekit.train import LOSSES, batches
+from prunekit.losses import Loss
+from prunekit.tasks import evaluate_task
 from prunekit.unstructured import PRUNABLE_TYPES
 
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
 def evaluate_accuracy(
     model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 256, loss: str = "cross_entropy"
 ) -> dict[str, float]:
-    """Accuracy (0..1) and mean loss of ``model`` on ``(x, y)``, in eval mode.
+    """Accuracy (0..1) and mean loss of a classifier on ``(x, y)``, in eval mode.
+
+    The classification case of :func:`prunekit.tasks.evaluate_task`, which measures every task.
 
     >>> from prunekit.models import build_model
     >>> r = evaluate_accuracy(build_model("mlp", in_features=4), torch.zeros(8, 4), torch.zeros(8, dtype=torch.long))
     >>> sorted(r)
     ['accuracy', 'loss']
     """
-    task_loss = LOSSES[loss]
-    was_training = model.training
-    model.eval()
-    correct, total_loss = 0, 0.0
-    for xb, yb in batches(x, y, batch_size, shuffle=False, generator=None):
-        out = model(xb)
-        total_loss += float(task_loss(out, yb)) * len(xb)
-        correct += int((out.argmax(dim=-1) == yb).sum())
-    model.train(was_training)
-    return {"accuracy": correct / len(x), "loss": total_loss / len(x)}
+    return evaluate_task(model, x, y, task="classification", loss=loss, batch_size=batch_size)
 
 
 @torch.no_grad()
@@ -113,8 +107,10 @@ class Measurement:
     variants together, so that their ratios are fair)."""
 
     name: str
+    task: str
     accuracy: float
     loss: float
+    metrics: dict[str, float]
     params: int
     nonzero_params: int
     sparsity: float
@@ -124,8 +120,11 @@ class Measurement:
     extra: dict[str, Any]
 
     def as_row(self) -> dict[str, Any]:
+        """One flat row: the task's metrics sit beside ``accuracy`` and ``loss``, which every
+        row carries (``accuracy`` NaN, i.e. not measured, where the task has none)."""
         row = asdict(self)
-        return {**{k: v for k, v in row.items() if k != "extra"}, **self.extra}
+        fixed = {k: v for k, v in row.items() if k not in ("extra", "metrics")}
+        return {**fixed, **self.metrics, **self.extra}
 
 
 def measure(
@@ -135,12 +134,16 @@ def measure(
     y_test: Tensor,
     *,
     out_dir: str | Path,
-    loss: str = "cross_entropy",
+    task: str = "classification",
+    loss: str | Loss | None = None,
     onnx: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> Measurement:
     """Measure one variant and write its files to ``out_dir``: the dense and compressed model,
     and with ``onnx`` an ONNX export checked against PyTorch (``model.onnx``).
+
+    Quality is measured by ``task``'s metrics (:mod:`prunekit.tasks`) under ``loss`` (the
+    task's default when None).
 
     >>> import tempfile
     >>> from prunekit.models import build_model
@@ -149,7 +152,7 @@ def measure(
     >>> m.params, m.macs
     (266610, 266200)
     """
-    scores = evaluate_accuracy(model, x_test, y_test, loss=loss)
+    scores = evaluate_task(model, x_test, y_test, task=task, loss=loss)
     params, nonzero = count_params(model)
     dense, compressed = save_weights(model, out_dir)
     extra = dict(extra or {})
@@ -160,8 +163,10 @@ def measure(
         extra["onnx_file_bytes"] = path.stat().st_size
     return Measurement(
         name=name,
-        accuracy=scores["accuracy"],
+        task=task,
+        accuracy=scores.get("accuracy", math.nan),
         loss=scores["loss"],
+        metrics={k: v for k, v in scores.items() if k not in ("accuracy", "loss")},
         params=params,
         nonzero_params=nonzero,
         sparsity=prunable_sparsity(model),

@@ -25,6 +25,7 @@ from prunekit.data import Dataset, load_dataset
 from prunekit.evaluate import layer_sparsity, measure
 from prunekit.io import write_text_atomic
 from prunekit.models import build_model
+from prunekit.modes import eval_mode
 from prunekit.recipe import (
     IterativeSpec,
     PruneSpec,
@@ -38,6 +39,7 @@ from prunekit.recipe import (
 )
 from prunekit.report import write_report
 from prunekit.sparse.storage import StorageError, load_state_dict
+from prunekit.tasks import get_task
 from prunekit.train import Distillation, fit
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,11 @@ class RunContext:
     out_dir: Path
     progress: bool
     teacher: nn.Module | None = None
+    trust_code: bool = False
+
+    def loss(self, name: str | None) -> str:
+        """A stage's loss: the one it names, else the data set's task's default."""
+        return name or get_task(self.data.task).default_loss
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -152,7 +159,9 @@ def _fit(
         model,
         ctx.data.x_train,
         ctx.data.y_train,
-        **settings.model_dump(),
+        **settings.model_dump(exclude={"loss"}),
+        loss=ctx.loss(settings.loss),
+        trust_code=ctx.trust_code,
         seed=seed,
         progress=ctx.progress,
         description=description,
@@ -201,35 +210,42 @@ def _run_stages(ctx: RunContext, model: nn.Module, variant: VariantSpec) -> None
 
 def _prune_structured(ctx: RunContext, model: nn.Module, spec: StructuredSpec) -> None:
     """Physically remove units; data-driven criteria score on four training batches."""
+    from prunekit.losses import resolve_loss
     from prunekit.structured import prune_channels
+    from prunekit.structured.importance import ScoringData
 
     x, y = ctx.data.x_train, ctx.data.y_train
+    scoring = ScoringData(
+        batches=[(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)],
+        loss=resolve_loss(ctx.loss(ctx.recipe.train.loss), trust_code=ctx.trust_code),
+    )
     prune_channels(
         model, x[:1], ratio=spec.ratio, max_macs=spec.macs_fraction, criterion=spec.criterion,
         scope=spec.scope, max_layer_ratio=spec.max_layer_ratio, round_to=spec.round_to,
-        ignore=spec.ignore, data=[(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)],
+        ignore=spec.ignore, data=scoring,
     )
 
 
 def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, fingerprint: str) -> Row:
     from prunekit.activations import activation_sparsity, output_sparsity
+    from prunekit.losses import resolve_loss
 
     directory = ctx.out_dir / name
     probe = ctx.data.x_test[:256]
     act = activation_sparsity(model, probe)
-    was_training = model.training
-    with torch.no_grad():
-        # what the model's output distribution leaves at exactly zero, under the map it trained for
-        mapping = "sparsemax" if loss == "sparsemax" else "softmax"
-        zeros_out = output_sparsity(model.eval()(probe), mapping)
-    model.train(was_training)
+    zeros_out = None  # a class distribution's exact zeros; other tasks output no distribution
+    if ctx.data.task == "classification":
+        with torch.no_grad(), eval_mode(model):
+            mapping = "sparsemax" if loss == "sparsemax" else "softmax"  # the map it trained for
+            zeros_out = output_sparsity(model(probe), mapping)
     row = measure(
         name,
         model,
         ctx.data.x_test,
         ctx.data.y_test,
         out_dir=directory,
-        loss=loss,
+        task=ctx.data.task,
+        loss=resolve_loss(loss, trust_code=ctx.trust_code),
         onnx="onnxruntime" in ctx.recipe.measure.backends,
         extra={
             "activation_sparsity": sum(act.values()) / len(act) if act else 0.0,
@@ -258,16 +274,35 @@ def _baseline(ctx: RunContext) -> tuple[nn.Module, Row]:
         settings = recipe.baseline.train.over(recipe.train)
         _fit(ctx, model, settings, seed=recipe.seed, description="baseline",
              checkpoint=directory / "checkpoint.pt")
-    return model, _measure(ctx, "baseline", model, recipe.train.loss or "cross_entropy", fingerprint)
+    return model, _measure(ctx, "baseline", model, ctx.loss(recipe.train.loss), fingerprint)
 
 
 def _final_loss(ctx: RunContext, variant: VariantSpec) -> str:
     losses = [s.train.loss for s in variant.stages if s.train is not None and s.train.loss]
-    return losses[-1] if losses else (ctx.recipe.train.loss or "cross_entropy")
+    return losses[-1] if losses else ctx.loss(ctx.recipe.train.loss)
 
 
-def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: bool = True) -> list[Row]:
+def _check_losses(ctx: RunContext) -> None:
+    """Every loss the recipe names fits the data's task (and a user's loss imports, if trusted),
+    checked before any training, so a run never fails at its last variant for a typo."""
+    recipe, task = ctx.recipe, get_task(ctx.data.task)
+    stages = [stage for variant in recipe.variants for stage in variant.stages]
+    named = [recipe.train.loss, recipe.baseline.train.loss]
+    named += [s.train.loss for s in stages if s.train is not None]
+    named += [s.iterative.train.loss for s in stages if s.iterative is not None]
+    for name in dict.fromkeys(ctx.loss(n) for n in named):
+        try:
+            task.check_loss(name, trust_code=ctx.trust_code)
+        except ValueError as err:
+            raise ValueError(f"data {recipe.data.name!r} ({task.name}): {err}") from None
+
+
+def run_recipe(
+    recipe: Recipe, out_dir: str | Path, *, progress: bool = True, trust_code: bool = False
+) -> list[Row]:
     """Run every stage of ``recipe`` and write the report to ``out_dir``; return the rows.
+
+    ``trust_code`` allows a ``package.module:function`` loss to be imported (it runs its code).
 
     >>> from prunekit.recipe import parse_recipe
     >>> r = parse_recipe({"name": "t", "data": {"name": "digits"},
@@ -286,10 +321,12 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: bool = True) ->
         recipe.data.name,
         test_fraction=recipe.data.test_fraction,
         seed=recipe.seed,
+        target=recipe.data.target,
         **({"path": recipe.data.path} if recipe.data.path else {}),
         **recipe.data.options,
     )
-    ctx = RunContext(recipe, data, out, progress)
+    ctx = RunContext(recipe, data, out, progress, trust_code=trust_code)
+    _check_losses(ctx)
     baseline, base_row = _baseline(ctx)
     ctx.teacher = copy.deepcopy(baseline).eval()
     rows = [base_row]
