@@ -6,7 +6,8 @@ sets every submodule to training, so a BatchNorm a user froze with ``bn.eval()``
 its running statistics again, and a dropout they turned off is back on, after nothing more than
 an evaluation or an export. :func:`eval_mode` records each submodule's own flag and restores
 exactly that, even when the block raises; :func:`train_mode` does the same around training and
-keeps the submodules a user put in eval inside a training model in eval.
+keeps the submodules a user put in eval inside a training model in eval; :func:`restore_modes`
+only gives the modes back, around work that sets them itself.
 
 >>> from torch import nn
 >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
@@ -27,19 +28,25 @@ from torch import nn
 
 
 @contextlib.contextmanager
-def _restoring(model: nn.Module) -> Iterator[nn.Module]:
-    modes = [(module, module.training) for module in model.modules()]
+def restore_modes(model: nn.Module) -> Iterator[nn.Module]:
+    """Give every submodule its own mode back after the block, whatever the block set.
+
+    Modes are recorded by submodule name, so a block that rewrites layers (structured pruning
+    replaces a Conv2d with a smaller one) still gives each position its mode back.
+    """
+    modes = {name: module.training for name, module in model.named_modules()}
     try:
         yield model
     finally:
-        for module, training in modes:  # parents first: each call's recursion is then undone
-            module.train(training)        # below, and overridden ``train`` methods still run
+        for name, module in model.named_modules():  # parents first: each call's recursion is
+            if name in modes:                          # undone below, and overridden ``train``
+                module.train(modes[name])              # methods still run
 
 
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` and all its submodules in eval mode for the block; then restore each one."""
-    with _restoring(model):
+    with restore_modes(model):
         model.eval()
         yield model
 
@@ -63,7 +70,7 @@ def train_mode(model: nn.Module) -> Iterator[nn.Module]:
     >>> net.training
     False
     """
-    with _restoring(model):
+    with restore_modes(model):
         if not model.training:
             model.train()
         yield model

@@ -18,7 +18,7 @@ def test_rows_report_and_saved_model(tmp_path: Path) -> None:
     data = load_dataset("digits")
     model = build_model("mlp", in_features=64, hidden=(32, 16))
     example = data.x_test[:4]
-    before, after = prune_and_measure(model, example, tmp_path, data=data, repeats=3,
+    before, after = prune_and_measure(model, example, tmp_path, dataset=data, repeats=3,
                                       ratio=0.5)
     assert before["params"] > after["params"] and before["macs"] > after["macs"]
     assert 0.0 <= after["accuracy"] <= 1.0 and after["removed_units"] == 24
