@@ -105,3 +105,16 @@ def test_untraceable_models_are_saved_as_weights(tmp_path: Path, caplog) -> None
     assert "cannot trace" in caplog.text
     for path in (dense, compressed):
         assert all(torch.equal(load_state_dict(path)[k], v) for k, v in model.state_dict().items())
+
+
+def test_measure_scores_the_task_and_keeps_each_submodules_mode(tmp_path: Path) -> None:
+    from prunekit.evaluate import measure
+
+    model = nn.Sequential(nn.Linear(5, 8), nn.Dropout(0.5), nn.Linear(8, 2))
+    model[1].eval()
+    x = torch.randn(32, 5)
+    y = x[:, :2] * 2.0
+    row = measure("r", model, x, y, out_dir=tmp_path, task="regression").as_row()
+    assert row["task"] == "regression" and {"r2", "mse", "mae"} <= set(row)
+    assert row["loss"] == pytest.approx(row["mse"]) and row["accuracy"] != row["accuracy"]  # NaN
+    assert [m.training for m in model] == [True, False, True] and model.training

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from prunekit.losses import Loss
+from prunekit.modes import restore_modes
 from prunekit.tasks import evaluate_task
 from prunekit.unstructured import PRUNABLE_TYPES
 
@@ -152,15 +153,18 @@ def measure(
     >>> m.params, m.macs
     (266610, 266200)
     """
-    scores = evaluate_task(model, x_test, y_test, task=task, loss=loss)
-    params, nonzero = count_params(model)
-    dense, compressed = save_weights(model, out_dir)
-    extra = dict(extra or {})
-    if onnx:
-        from prunekit.export.onnx import export_onnx
+    with restore_modes(model):  # every step below runs the model; none may change its modes
+        scores = evaluate_task(model, x_test, y_test, task=task, loss=loss)
+        params, nonzero = count_params(model)
+        dense, compressed = save_weights(model, out_dir)
+        extra = dict(extra or {})
+        if onnx:
+            from prunekit.export.onnx import export_onnx
 
-        path = export_onnx(model, x_test[:1], Path(out_dir) / "model.onnx", exporter="torchscript")
-        extra["onnx_file_bytes"] = path.stat().st_size
+            path = export_onnx(model, x_test[:1], Path(out_dir) / "model.onnx",
+                               exporter="torchscript")
+            extra["onnx_file_bytes"] = path.stat().st_size
+        macs = count_macs(model, x_test[:1])
     return Measurement(
         name=name,
         task=task,
@@ -170,7 +174,7 @@ def measure(
         params=params,
         nonzero_params=nonzero,
         sparsity=prunable_sparsity(model),
-        macs=count_macs(model, x_test[:1]),
+        macs=macs,
         file_bytes=compressed.stat().st_size,
         dense_file_bytes=dense.stat().st_size,
         extra=extra,

@@ -51,3 +51,14 @@ def test_deploy_times_folded_copies_but_saves_the_plain_model(tmp_path: Path) ->
     assert isinstance(model.bn1, torch.nn.BatchNorm2d)
     loaded = prunekit.load(tmp_path / "model.safetensors")
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())
+
+
+def test_each_submodules_mode_is_given_back(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                                torch.nn.Dropout(0.5), torch.nn.Linear(8, 2))
+    model[1].eval()  # frozen statistics inside a training model
+    model[3].eval()
+    before = [m.training for m in model.modules()]
+    prune_and_measure(model, torch.randn(4, 6), tmp_path, repeats=2, ratio=0.5)
+    assert model[0].out_features == 4  # pruned, and every position keeps its own mode
+    assert [m.training for m in model.modules()] == before == [True, True, False, True, False, True]

@@ -108,26 +108,26 @@ def prune_and_measure(
     elif loss is not None:
         raise ValueError("a loss is measured and scored on data: give the data set too (--data)")
     dense = copy.deepcopy(model)
-    with restore_modes(model):
+    with restore_modes(model):  # pruning, timing, counting and saving all run the model
         report = prune_channels(model, example_input, **prune_options)
-    timed, timed_input = {"before": dense, "after": model}, example_input
-    if deploy:
-        timed = {k: prepare_for_cpu(copy.deepcopy(m)) for k, m in timed.items()}
-        if example_input.dim() == 4:
-            timed_input = example_input.to(memory_format=torch.channels_last)
-    latency = compare_latency(timed, timed_input, repeats=repeats, warmup=3)
-    with tempfile.TemporaryDirectory() as scratch:
-        before = _row("before", dense, example_input, Path(scratch) / "before.safetensors",
-                      dataset, criterion, latency["before"], {})
-    after = _row("after", model, example_input, out / "model.safetensors", dataset, criterion,
-                 latency["after"], {
-                     "ratio": report.ratio, "units": report.units,
-                     "removed_units": report.removed, "folded_units": report.folded,
-                     "prune_seconds": report.seconds,
-                 })
+        timed, timed_input = {"before": dense, "after": model}, example_input
+        if deploy:
+            timed = {k: prepare_for_cpu(copy.deepcopy(m)) for k, m in timed.items()}
+            if example_input.dim() == 4:
+                timed_input = example_input.to(memory_format=torch.channels_last)
+        latency = compare_latency(timed, timed_input, repeats=repeats, warmup=3)
+        with tempfile.TemporaryDirectory() as scratch:
+            before = _row("before", dense, example_input, Path(scratch) / "before.safetensors",
+                          dataset, criterion, latency["before"], {})
+        after = _row("after", model, example_input, out / "model.safetensors", dataset,
+                     criterion, latency["after"], {
+                         "ratio": report.ratio, "units": report.units,
+                         "removed_units": report.removed, "folded_units": report.folded,
+                         "prune_seconds": report.seconds,
+                     })  # fmt: skip
     options = {k: (list(v) if isinstance(v, (tuple, set, frozenset)) else v)
                for k, v in prune_options.items() if k != "data"}
-    if dataset is not None:
+    if criterion is not None and dataset is not None:
         options |= {"data": dataset.name, "task": dataset.task, "loss": criterion.name}
     write_report([before, after], out, title=title, meta={"prune": options})
     return [before, after]
