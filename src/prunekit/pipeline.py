@@ -24,6 +24,7 @@ from torch import nn
 from prunekit.data import Dataset, load_dataset
 from prunekit.evaluate import layer_sparsity, measure
 from prunekit.io import write_text_atomic
+from prunekit.losses import resolve_loss
 from prunekit.models import build_model
 from prunekit.modes import eval_mode
 from prunekit.recipe import (
@@ -210,7 +211,6 @@ def _run_stages(ctx: RunContext, model: nn.Module, variant: VariantSpec) -> None
 
 def _prune_structured(ctx: RunContext, model: nn.Module, spec: StructuredSpec) -> None:
     """Physically remove units; data-driven criteria score on four training batches."""
-    from prunekit.losses import resolve_loss
     from prunekit.structured import prune_channels
     from prunekit.structured.importance import ScoringData
 
@@ -228,7 +228,6 @@ def _prune_structured(ctx: RunContext, model: nn.Module, spec: StructuredSpec) -
 
 def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, fingerprint: str) -> Row:
     from prunekit.activations import activation_sparsity, output_sparsity
-    from prunekit.losses import resolve_loss
 
     directory = ctx.out_dir / name
     probe = ctx.data.x_test[:256]
@@ -291,8 +290,9 @@ def _check_losses(ctx: RunContext) -> None:
     named += [s.train.loss for s in stages if s.train is not None]
     named += [s.iterative.train.loss for s in stages if s.iterative is not None]
     for name in dict.fromkeys(ctx.loss(n) for n in named):
+        loss = resolve_loss(name, trust_code=ctx.trust_code)
         try:
-            task.check_loss(name, trust_code=ctx.trust_code)
+            task.check_loss(loss)
         except ValueError as err:
             raise ValueError(f"data {recipe.data.name!r} ({task.name}): {err}") from None
 

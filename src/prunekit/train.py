@@ -80,7 +80,9 @@ class Distillation:
     alpha: float = 0.5
     temperature: float = 4.0
 
-    def loss(self, student_output: Tensor, inputs: Tensor, targets: Tensor, task_loss: Loss) -> Tensor:
+    def loss(
+        self, student_output: Tensor, inputs: Tensor, targets: Tensor, task_loss: Loss
+    ) -> Tensor:
         with torch.no_grad():
             teacher_output = self.teacher(inputs)
         if targets.is_floating_point():

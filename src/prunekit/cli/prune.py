@@ -32,7 +32,8 @@ def prune(
         help="mse, l1, bce_with_logits, cross_entropy, ... or package.module:function; "
              "default: the task's")] = None,
     trust_code: Annotated[bool, typer.Option(
-        "--trust-code", help="allow a package.module:function loss to be imported (runs it)")] = False,
+        "--trust-code", help="allow a package.module:function loss to be imported (runs it)"
+    )] = False,
     repeats: Annotated[int, typer.Option(help="timed latency repeats")] = 20,
     deploy: Annotated[bool, typer.Option(help="time with BN folded, channels-last")] = False,
 ) -> None:
@@ -43,7 +44,8 @@ def prune(
         fail(f"--target {target!r}: choose 'y' (the data's targets) or 'input' (an autoencoder)")
     try:
         rows = prune_from_spec(
-            model, input_shape, out, weights=weights, data=data, target=target,  # type: ignore[arg-type]
+            model, input_shape, out, weights=weights, data=data,
+            target=target,  # type: ignore[arg-type]
             loss=loss, trust_code=trust_code, repeats=repeats, deploy=deploy, ratio=ratio,
             max_macs=parse_macs(max_macs) if max_macs else None, criterion=criterion,
             scope=scope, max_layer_ratio=max_layer_ratio, round_to=round_to,

@@ -108,7 +108,9 @@ def _quiet_exporter() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def _branch_error(where: str, code: str, what: str = "branches on tensor values") -> DataDependentBranch:
+def _branch_error(
+    where: str, code: str, what: str = "branches on tensor values"
+) -> DataDependentBranch:
     return DataDependentBranch(
         f"the model's forward {what} at {where} ({code}); an ONNX file would keep what the "
         "example did there and be wrong for other inputs, so it is not exported. Write a "
@@ -148,7 +150,9 @@ def _dynamo(
     for attempt in range(2):
         try:  # a failed export prints its partial graph to stderr: the error says enough
             with contextlib.redirect_stderr(io.StringIO()):
-                program = torch.export.export(model, (example,), dynamic_shapes=shapes, strict=False)
+                program = torch.export.export(
+                    model, (example,), dynamic_shapes=shapes, strict=False
+                )
             break
         except Exception as err:  # export raises many types: classified here, or re-raised
             branch = _data_dependent(err)
@@ -157,7 +161,9 @@ def _dynamo(
             refined = None
             if attempt == 0 and shapes is not None and "Suggested fixes:" in str(err):
                 fixes = str(err).split("Suggested fixes:")[1].split("\n\n")[0]
-                refined = refine_dynamic_shapes_from_suggested_fixes(f"Suggested fixes:{fixes}", shapes)
+                refined = refine_dynamic_shapes_from_suggested_fixes(
+                    f"Suggested fixes:{fixes}", shapes
+                )
             fixed = refined is not None and any(isinstance(d, int) for d in refined[0].values())
             if refined is None or fixed:  # an axis the model (or this exporter) keeps constant
                 raise
