@@ -135,8 +135,8 @@ def _quick(path: str, **changes: object) -> dict:
 
 def test_seed_regression_recipe_reports_r2_and_prunes_what_it_says(tmp_path: Path) -> None:
     recipe = _quick("recipes/seed_regression.yaml")
-    recipe["train"]["epochs"] = 2
-    recipe["baseline"]["train"]["epochs"] = 6
+    recipe["train"].update(epochs=2, batch_size=100)  # 8 steps an epoch
+    recipe["baseline"]["train"]["epochs"] = 10
     for variant in recipe["variants"]:
         variant["stages"][2]["train"]["epochs"] = 1
     rows = {r["name"]: r for r in pipeline.run_recipe(parse_recipe(recipe), tmp_path, progress=False)}
