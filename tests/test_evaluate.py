@@ -128,3 +128,16 @@ def test_measuring_leaves_every_submodule_in_its_own_mode() -> None:
     count_macs(model, torch.zeros(3, 4))
     evaluate_accuracy(model, torch.zeros(3, 4), torch.zeros(3, dtype=torch.long))
     assert [m.training for m in model] == [True, True, False]
+
+
+def test_measure_scores_the_task_and_keeps_each_submodules_mode(tmp_path: Path) -> None:
+    from prunekit.evaluate import measure
+
+    model = nn.Sequential(nn.Linear(5, 8), nn.Dropout(0.5), nn.Linear(8, 2))
+    model[1].eval()
+    x = torch.randn(32, 5)
+    y = x[:, :2] * 2.0
+    row = measure("r", model, x, y, out_dir=tmp_path, task="regression").as_row()
+    assert row["task"] == "regression" and {"r2", "mse", "mae"} <= set(row)
+    assert row["loss"] == pytest.approx(row["mse"]) and row["accuracy"] != row["accuracy"]  # NaN
+    assert [m.training for m in model] == [True, False, True] and model.training

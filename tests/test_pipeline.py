@@ -1,9 +1,12 @@
 """Recipes end to end: the demo's promises, Han et al.'s result, and resuming a crashed run."""
 
 import json
+import math
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from prunekit import pipeline
 from prunekit.recipe import load_recipe, parse_recipe
@@ -250,3 +253,96 @@ def test_bad_output_folders_are_one_line_and_lose_nothing(tmp_path: Path) -> Non
         locked.mkdir(mode=0o500)
         with pytest.raises(pipeline.RunError, match="cannot be written"):
             pipeline.run_recipe(parse_recipe(SMALL), locked / "out", progress=False)
+
+
+def _quick(path: str, **changes: object) -> dict:
+    """A shipped recipe as a dict, to run for real at a fraction of its length."""
+    import yaml
+
+    recipe = yaml.safe_load((ROOT / path).read_text())
+    recipe["measure"] = {"repeats": 3}
+    recipe.update(changes)
+    return recipe
+
+
+def test_seed_regression_recipe_reports_r2_and_prunes_what_it_says(tmp_path: Path) -> None:
+    recipe = _quick("recipes/seed_regression.yaml")
+    recipe["train"].update(epochs=2, batch_size=100)  # 8 steps an epoch
+    recipe["baseline"]["train"]["epochs"] = 10
+    for variant in recipe["variants"]:
+        variant["stages"][2]["train"]["epochs"] = 1
+    rows = {r["name"]: r for r in pipeline.run_recipe(parse_recipe(recipe), tmp_path, progress=False)}
+    assert set(rows) == {"baseline", "l1-prune-80", "l2-prune-80", "prune-80-control"}
+    base = rows["baseline"]
+    assert base["task"] == "regression" and base["r2"] > 0.7 and base["mse"] < 0.35
+    assert math.isnan(base["accuracy"])  # not measured: a regression has no accuracy
+    for name in ("l1-prune-80", "l2-prune-80", "prune-80-control"):
+        assert rows[name]["sparsity"] == pytest.approx(0.8, abs=1e-3)
+        assert rows[name]["r2"] > 0.2
+    # the L1 penalty left the weights ready for magnitude pruning: it loses less than the control
+    assert rows["l1-prune-80"]["r2"] > rows["prune-80-control"]["r2"] + 0.05
+    table = (tmp_path / "report.md").read_text()
+    assert "| variant | R² | Δ R² | MSE |" in table and "accuracy" not in table
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["rows"][0]["accuracy"] is None and report["rows"][0]["r2"] == base["r2"]
+
+
+def test_autoencoder_recipe_reconstructs_and_both_variants_shrink(tmp_path: Path) -> None:
+    import prunekit
+    from prunekit.data import load_dataset
+
+    recipe = _quick("recipes/autoencoder.yaml")
+    recipe["data"]["options"] = {"n_samples": 500}  # 400 train / 100 test digits
+    recipe["train"].update(batch_size=32, lr=0.003)  # 13 steps an epoch
+    recipe["baseline"]["train"]["epochs"] = 4
+    gradual, structured = recipe["variants"]
+    gradual["stages"][0]["train"]["epochs"] = 2
+    gradual["stages"][0]["train"]["prune"]["schedule"].update(end_step=13, frequency=4)
+    structured["stages"][1]["train"]["epochs"] = 1
+    rows = {r["name"]: r for r in pipeline.run_recipe(parse_recipe(recipe), tmp_path, progress=False)}
+    base, sparse, thin = rows["baseline"], rows["magnitude-80"], rows["half-macs"]
+    data = load_dataset("mnist5k", target="input", n_samples=500)
+    mean_image = float(((data.x_test - data.x_train.mean(0)) ** 2).mean())
+    assert base["task"] == "reconstruction" and base["mse"] < 0.5 * mean_image  # it learned
+    assert base["psnr"] == pytest.approx(-10 * math.log10(base["mse"]), abs=1e-3)  # peak 1
+    assert sparse["sparsity"] == pytest.approx(0.8, abs=1e-3) and sparse["mse"] < mean_image
+    assert thin["macs"] <= 0.5 * base["macs"] and thin["params"] < base["params"]
+    assert "| variant | PSNR dB | Δ PSNR dB | MSE |" in (tmp_path / "report.md").read_text()
+    model = prunekit.load(tmp_path / "half-macs" / "model.safetensors")
+    with torch.no_grad():
+        error = float(((model(data.x_test) - data.x_test) ** 2).mean())
+    assert error == pytest.approx(thin["mse"], rel=1e-4)  # the saved model is the measured one
+
+
+USER_LOSS = '''
+import torch.nn.functional as F
+
+
+def huber(output, target):
+    return F.huber_loss(output, target, delta=0.5)
+'''
+
+
+def test_recipe_losses_are_checked_against_the_task_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "recipe_user_loss.py").write_text(USER_LOSS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    trained: list[str] = []
+    real_fit = pipeline.fit
+    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: trained.append(k["loss"]) or real_fit(*a, **k))
+    recipe = {"name": "r", "data": {"name": "seed_regression", "options": {"n_samples": 200}},
+              "model": {"name": "mlp", "kwargs": {"in_features": 10, "hidden": [8], "num_classes": 1}},
+              "measure": {"repeats": 2},
+              "variants": [{"name": "v", "stages": [{"train": {"loss": "cross_entropy"}}]}]}
+    with pytest.raises(ValueError, match=r"'seed_regression' \(regression\): loss 'cross_entropy' "
+                                         r"does not fit a regression task; use one of \['mse', 'l1'\]"):
+        pipeline.run_recipe(parse_recipe(recipe), tmp_path / "a", progress=False)
+    recipe["variants"][0]["stages"][0]["train"]["loss"] = "recipe_user_loss:huber"
+    with pytest.raises(ValueError, match="trust_code=True"):
+        pipeline.run_recipe(parse_recipe(recipe), tmp_path / "b", progress=False)
+    assert trained == [] and "recipe_user_loss" not in sys.modules
+    rows = pipeline.run_recipe(parse_recipe(recipe), tmp_path / "c", progress=False, trust_code=True)
+    assert trained == ["mse", "recipe_user_loss:huber"]  # the task's default, then the user's
+    assert rows[1]["task"] == "regression" and "r2" in rows[1]
+    monkeypatch.delitem(sys.modules, "recipe_user_loss")

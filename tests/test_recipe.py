@@ -208,3 +208,13 @@ def test_yaml_merge_keys_may_override_without_counting_as_duplicates(tmp_path: P
                     "baseline:\n  train:\n    <<: *d\n    lr: 0.01\n")
     recipe = load_recipe(path)
     assert recipe.baseline.train.lr == 0.01 and recipe.baseline.train.epochs == 2
+
+
+def test_a_loss_is_a_known_name_or_a_callable_named_without_importing() -> None:
+    base = {"name": "t", "model": {"name": "mlp"}}
+    assert parse_recipe({**base, "train": {"loss": "mse"}}).train.loss == "mse"
+    named = parse_recipe({**base, "train": {"loss": "no_such_pkg.losses:huber"}})
+    assert named.train.loss == "no_such_pkg.losses:huber"  # validated, not imported
+    with pytest.raises(RecipeError, match=r"train.loss = 'mae': unknown loss 'mae'; choose one of"):
+        parse_recipe({**base, "train": {"loss": "mae"}})
+    assert parse_recipe({**base, "data": {"name": "digits", "target": "input"}}).data.target == "input"

@@ -90,3 +90,70 @@ def test_bad_arguments_are_named(digits) -> None:
         fit(_mlp(), digits.x_train, digits.y_train, optimizer="rmsprop", progress=False)
     with pytest.raises(ValueError, match="samples"):
         fit(_mlp(), digits.x_train, digits.y_train[:-1], progress=False)
+    with pytest.raises(ValueError, match="unknown loss 'mae'"):
+        fit(_mlp(), digits.x_train, digits.y_train, loss="mae", progress=False)
+    with pytest.raises(ValueError, match="integer class labels, but the targets are float32"):
+        fit(_mlp(), digits.x_train, digits.x_train, progress=False)  # an autoencoder's targets
+    with pytest.raises(ValueError, match="trust_code=True"):
+        fit(_mlp(), digits.x_train, digits.y_train, loss="torch.nn.functional:mse_loss",
+            progress=False)
+
+
+@pytest.fixture(scope="module")
+def regression():
+    return load_dataset("seed_regression")
+
+
+def _regressor() -> nn.Module:
+    torch.manual_seed(0)
+    return build_model("mlp", in_features=10, hidden=(32,), num_classes=1)
+
+
+def test_fit_learns_a_regression_with_mse_and_l1(regression) -> None:
+    from prunekit.tasks import evaluate_task
+
+    for loss in ("mse", "l1"):
+        model = _regressor()
+        before = evaluate_task(model, regression.x_test, regression.y_test, task="regression")
+        fit(model, regression.x_train, regression.y_train, epochs=4, lr=3e-3, loss=loss,
+            progress=False)
+        after = evaluate_task(model, regression.x_test, regression.y_test, task="regression",
+                              loss=loss)
+        assert before["r2"] < 0.1 and after["r2"] > 0.6, loss
+
+
+def test_fit_trains_an_autoencoder_on_its_own_inputs(digits) -> None:
+    torch.manual_seed(0)
+    model = build_model("autoencoder", input_shape=(1, 8, 8), hidden=(32, 16))
+    history = fit(model, digits.x_train, digits.x_train, epochs=3, lr=3e-3, loss="mse",
+                  progress=False)
+    assert history.epochs[-1]["loss"] < 0.6 * history.epochs[0]["loss"]
+
+
+def test_fit_keeps_a_frozen_batchnorm_frozen_and_restores_modes(digits) -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                          nn.Dropout(0.5), nn.Linear(32, 10))
+    model[2].eval()  # frozen statistics, as when fine-tuning a pretrained model
+    statistics = model[2].running_mean.clone()
+    fit(model, digits.x_train, digits.y_train, epochs=1, progress=False)
+    assert torch.equal(model[2].running_mean, statistics)  # never updated
+    assert [m.training for m in model] == [True, True, False, True, True, True]
+    model.eval()
+    fit(model, digits.x_train, digits.y_train, epochs=1, progress=False)
+    assert not model.training and not any(m.training for m in model)  # given back as it came
+    assert not torch.equal(model[2].running_mean, statistics)  # an eval model trains whole
+
+
+def test_distillation_of_a_regression_matches_the_teachers_outputs(regression) -> None:
+    teacher = _regressor()
+    fit(teacher, regression.x_train, regression.y_train, epochs=4, lr=3e-3, loss="mse",
+        progress=False)
+    teacher.eval()
+    noise = torch.randn_like(regression.y_train)  # labels the student must ignore (alpha = 1)
+    student = _regressor()
+    fit(student, regression.x_train, noise, epochs=4, lr=3e-3, loss="mse", progress=False,
+        distillation=Distillation(teacher, alpha=1.0))
+    with torch.no_grad():
+        gap = float(((student(regression.x_test) - teacher(regression.x_test)) ** 2).mean())
+        spread = float(teacher(regression.x_test).var())
+    assert gap < 0.1 * spread

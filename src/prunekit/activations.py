@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd import Function
 
+from prunekit.modes import eval_mode
+
 
 def _move_last(x: Tensor, dim: int) -> Tensor:
     return x.transpose(dim, -1) if dim not in (-1, x.dim() - 1) else x
@@ -170,14 +172,12 @@ def activation_sparsity(model: nn.Module, x: Tensor) -> dict[str, float]:
         for name, module in model.named_modules()
         if isinstance(module, ACTIVATION_TYPES)
     ]
-    was_training = model.training
-    model.eval()
     try:
-        model(x)
+        with eval_mode(model):
+            model(x)
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     return zeros
 
 

@@ -22,31 +22,26 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from prunekit.layers import kind_of, prunable_weights, skipped_weights
-from prunekit.structured.trace import eval_mode
-from prunekit.train import LOSSES, batches
+from prunekit.losses import Loss
+from prunekit.modes import eval_mode, restore_modes
+from prunekit.tasks import evaluate_task
 
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
 def evaluate_accuracy(
     model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 256, loss: str = "cross_entropy"
 ) -> dict[str, float]:
-    """Accuracy (0..1) and mean loss of ``model`` on ``(x, y)``, in eval mode.
+    """Accuracy (0..1) and mean loss of a classifier on ``(x, y)``, in eval mode.
+
+    The classification case of :func:`prunekit.tasks.evaluate_task`, which measures every task.
 
     >>> from prunekit.models import build_model
     >>> r = evaluate_accuracy(build_model("mlp", in_features=4), torch.zeros(8, 4), torch.zeros(8, dtype=torch.long))
     >>> sorted(r)
     ['accuracy', 'loss']
     """
-    task_loss = LOSSES[loss]
-    correct, total_loss = 0, 0.0
-    with eval_mode(model):
-        for xb, yb in batches(x, y, batch_size, shuffle=False, generator=None):
-            out = model(xb)
-            total_loss += float(task_loss(out, yb)) * len(xb)
-            correct += int((out.argmax(dim=-1) == yb).sum())
-    return {"accuracy": correct / len(x), "loss": total_loss / len(x)}
+    return evaluate_task(model, x, y, task="classification", loss=loss, batch_size=batch_size)
 
 
 def _attention_flops(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
@@ -189,8 +184,10 @@ class Measurement:
     variants together, so that their ratios are fair)."""
 
     name: str
+    task: str
     accuracy: float
     loss: float
+    metrics: dict[str, float]
     params: int
     nonzero_params: int
     sparsity: float
@@ -200,8 +197,11 @@ class Measurement:
     extra: dict[str, Any]
 
     def as_row(self) -> dict[str, Any]:
+        """One flat row: the task's metrics sit beside ``accuracy`` and ``loss``, which every
+        row carries (``accuracy`` NaN, i.e. not measured, where the task has none)."""
         row = asdict(self)
-        return {**{k: v for k, v in row.items() if k != "extra"}, **self.extra}
+        fixed = {k: v for k, v in row.items() if k not in ("extra", "metrics")}
+        return {**fixed, **self.metrics, **self.extra}
 
 
 def measure(
@@ -211,7 +211,8 @@ def measure(
     y_test: Tensor,
     *,
     out_dir: str | Path,
-    loss: str = "cross_entropy",
+    task: str = "classification",
+    loss: str | Loss | None = None,
     onnx: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> Measurement:
@@ -220,6 +221,9 @@ def measure(
     over the prunable weights; ``extra["unpruned_weights"]`` names every other weight matrix
     with the reason it is left, so the figure is never read as covering more than it does.
 
+    Quality is measured by ``task``'s metrics (:mod:`prunekit.tasks`) under ``loss`` (the
+    task's default when None).
+
     >>> import tempfile
     >>> from prunekit.models import build_model
     >>> m = measure("v", build_model("lenet300"), torch.rand(8, 1, 28, 28),
@@ -227,23 +231,28 @@ def measure(
     >>> m.params, m.macs
     (266610, 266200)
     """
-    scores = evaluate_accuracy(model, x_test, y_test, loss=loss)
-    params, nonzero = count_params(model)
-    dense, compressed = save_weights(model, out_dir)
-    extra = {"unpruned_weights": skipped_weights(model), **(extra or {})}
-    if onnx:
-        from prunekit.export.onnx import export_onnx
+    with restore_modes(model):  # every step below runs the model; none may change its modes
+        scores = evaluate_task(model, x_test, y_test, task=task, loss=loss)
+        params, nonzero = count_params(model)
+        dense, compressed = save_weights(model, out_dir)
+        extra = {"unpruned_weights": skipped_weights(model), **(extra or {})}
+        if onnx:
+            from prunekit.export.onnx import export_onnx
 
-        path = export_onnx(model, x_test[:1], Path(out_dir) / "model.onnx", exporter="torchscript")
-        extra["onnx_file_bytes"] = path.stat().st_size
+            path = export_onnx(model, x_test[:1], Path(out_dir) / "model.onnx",
+                               exporter="torchscript")
+            extra["onnx_file_bytes"] = path.stat().st_size
+        macs = count_macs(model, x_test[:1])
     return Measurement(
         name=name,
-        accuracy=scores["accuracy"],
+        task=task,
+        accuracy=scores.get("accuracy", math.nan),
         loss=scores["loss"],
+        metrics={k: v for k, v in scores.items() if k not in ("accuracy", "loss")},
         params=params,
         nonzero_params=nonzero,
         sparsity=prunable_sparsity(model),
-        macs=count_macs(model, x_test[:1]),
+        macs=macs,
         file_bytes=compressed.stat().st_size,
         dense_file_bytes=dense.stat().st_size,
         extra=extra,

@@ -27,7 +27,9 @@ from torch import nn
 from prunekit.data import Dataset
 from prunekit.evaluate import layer_sparsity, measure
 from prunekit.io import remove_stray_temporaries, write_text_atomic
+from prunekit.losses import resolve_loss
 from prunekit.models import build_model
+from prunekit.modes import eval_mode
 from prunekit.preflight import RunError, check_model_takes_data, load_data, output_folder
 from prunekit.recipe import (
     IterativeSpec,
@@ -53,6 +55,7 @@ from prunekit.resume import (
 from prunekit.runs import RunRecorder, recording
 from prunekit.runs.layers import layer_profiles, without_timing
 from prunekit.sparse.storage import StorageError, load_state_dict
+from prunekit.tasks import get_task
 from prunekit.train import Distillation, fit
 from prunekit.user_code import require_trust, source_digest
 
@@ -75,6 +78,10 @@ class RunContext:
     trust_code: bool = False
     identity: str = ""
     teacher: nn.Module | None = None
+
+    def loss(self, name: str | None) -> str:
+        """A stage's loss: the one it names, else the data set's task's default."""
+        return name or get_task(self.data.task).default_loss
 
 
 def _build(ctx: RunContext, spec_override: ModelSpec | None = None) -> nn.Module:
@@ -175,7 +182,9 @@ def _fit(
         model,
         ctx.data.x_train,
         ctx.data.y_train,
-        **settings.model_dump(),
+        **settings.model_dump(exclude={"loss"}),
+        loss=ctx.loss(settings.loss),
+        trust_code=ctx.trust_code,
         seed=seed,
         progress=ctx.progress,
         description=description,
@@ -228,12 +237,17 @@ def _run_stages(ctx: RunContext, model: nn.Module, variant: VariantSpec) -> None
 def _prune_structured(ctx: RunContext, model: nn.Module, spec: StructuredSpec) -> None:
     """Physically remove units; data-driven criteria score on four training batches."""
     from prunekit.structured import prune_channels
+    from prunekit.structured.importance import ScoringData
 
     x, y = ctx.data.x_train, ctx.data.y_train
+    scoring = ScoringData(
+        batches=[(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)],
+        loss=resolve_loss(ctx.loss(ctx.recipe.train.loss), trust_code=ctx.trust_code),
+    )
     prune_channels(
         model, x[:1], ratio=spec.ratio, max_macs=spec.macs_fraction, criterion=spec.criterion,
         scope=spec.scope, max_layer_ratio=spec.max_layer_ratio, round_to=spec.round_to,
-        ignore=spec.ignore, data=[(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)],
+        ignore=spec.ignore, data=scoring,
     )
 
 
@@ -244,19 +258,19 @@ def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, wanted: st
     ctx.run.event("measure", variant=name)
     probe = ctx.data.x_test[:256]
     act = activation_sparsity(model, probe)
-    was_training = model.training
-    with torch.no_grad():
-        # what the model's output distribution leaves at exactly zero, under the map it trained for
-        mapping = "sparsemax" if loss == "sparsemax" else "softmax"
-        zeros_out = output_sparsity(model.eval()(probe), mapping)
-    model.train(was_training)
+    zeros_out = None  # a class distribution's exact zeros; other tasks output no distribution
+    if ctx.data.task == "classification":
+        with torch.no_grad(), eval_mode(model):
+            mapping = "sparsemax" if loss == "sparsemax" else "softmax"  # the map it trained for
+            zeros_out = output_sparsity(model(probe), mapping)
     row = measure(
         name,
         model,
         ctx.data.x_test,
         ctx.data.y_test,
         out_dir=directory,
-        loss=loss,
+        task=ctx.data.task,
+        loss=resolve_loss(loss, trust_code=ctx.trust_code),
         onnx="onnxruntime" in ctx.recipe.measure.backends,
         extra={
             "activation_sparsity": sum(act.values()) / len(act) if act else 0.0,
@@ -280,7 +294,7 @@ def _baseline(ctx: RunContext) -> tuple[nn.Module, Row]:
     wanted = fingerprint(trained, recipe.measure)
     directory = ctx.out_dir / "baseline"
     model = _build(ctx)
-    loss = recipe.train.loss or "cross_entropy"
+    loss = ctx.loss(recipe.train.loss)
     check_model_takes_data(model, ctx.data, recipe.model, loss)
     row = finished_row(directory, wanted, "baseline")
     if row is not None:
@@ -304,7 +318,23 @@ def _baseline(ctx: RunContext) -> tuple[nn.Module, Row]:
 
 def _final_loss(ctx: RunContext, variant: VariantSpec) -> str:
     losses = [s.train.loss for s in variant.stages if s.train is not None and s.train.loss]
-    return losses[-1] if losses else (ctx.recipe.train.loss or "cross_entropy")
+    return losses[-1] if losses else ctx.loss(ctx.recipe.train.loss)
+
+
+def _check_losses(ctx: RunContext) -> None:
+    """Every loss the recipe names fits the data's task (and a user's loss imports, if trusted),
+    checked before any training, so a run never fails at its last variant for a typo."""
+    recipe, task = ctx.recipe, get_task(ctx.data.task)
+    stages = [stage for variant in recipe.variants for stage in variant.stages]
+    named = [recipe.train.loss, recipe.baseline.train.loss]
+    named += [s.train.loss for s in stages if s.train is not None]
+    named += [s.iterative.train.loss for s in stages if s.iterative is not None]
+    for name in dict.fromkeys(ctx.loss(n) for n in named):
+        loss = resolve_loss(name, trust_code=ctx.trust_code)
+        try:
+            task.check_loss(loss)
+        except ValueError as err:
+            raise ValueError(f"data {recipe.data.name!r} ({task.name}): {err}") from None
 
 
 def run_recipe(
@@ -312,8 +342,8 @@ def run_recipe(
 ) -> list[Row]:
     """Run every stage of ``recipe`` and write the report to ``out_dir``; return the rows.
 
-    A model named as code (``file.py:factory``) is imported, and so run, only with
-    ``trust_code=True``.
+    A model named as code (``file.py:factory``) and a ``package.module:function`` loss are
+    imported, and so run, only with ``trust_code=True``.
 
     >>> from prunekit.recipe import parse_recipe
     >>> r = parse_recipe({"name": "t", "data": {"name": "digits"},
@@ -332,6 +362,7 @@ def run_recipe(
     with recording(out, "run", {"recipe": recipe.model_dump(mode="json")},
                    fingerprint=fingerprint(identity, recipe), title=recipe.name) as run:
         ctx = RunContext(recipe, data, out, progress, run, trust_code, identity)
+        _check_losses(ctx)
         rows, models = _run_variants(ctx)
         layers = _layer_profiles(ctx, models)
         rows = [{**row, "layers": [without_timing(layer) for layer in layers[row["name"]]]}

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from prunekit.data import Dataset, load_dataset
+from prunekit.modes import eval_mode
 from prunekit.recipe import ModelSpec, Recipe
 
 
@@ -56,6 +57,7 @@ def load_data(recipe: Recipe) -> Dataset:
             spec.name,
             test_fraction=spec.test_fraction,
             seed=recipe.seed,
+            target=spec.target,
             **({"path": spec.path} if spec.path else {}),
             **spec.options,
         )
@@ -66,20 +68,17 @@ def load_data(recipe: Recipe) -> Dataset:
 def check_model_takes_data(model: nn.Module, data: Dataset, spec: ModelSpec, loss: str) -> None:
     """One eval-mode forward on two training samples, so a shape mismatch fails here in one
     line instead of deep inside the first epoch."""
-    was_training = model.training
     try:
-        with torch.no_grad():
-            out = model.eval()(data.x_train[:2])
+        with torch.no_grad(), eval_mode(model):
+            out = model(data.x_train[:2])
     except Exception as err:  # whatever the model's forward raises on these inputs
         raise RunError(
             f"model {spec.name!r} cannot take data {data.name!r} (samples of shape "
             f"{list(data.input_shape)}): {type(err).__name__}: {str(err).splitlines()[0]}; set "
             "model.kwargs to fit the data (e.g. in_channels, in_features, num_classes)"
         ) from err
-    finally:
-        model.train(was_training)
     classes = out.shape[-1] if isinstance(out, torch.Tensor) and out.dim() == 2 else None
-    classifies = loss in ("cross_entropy", "sparsemax")
+    classifies = data.task == "classification" and loss in ("cross_entropy", "sparsemax")
     if classifies and classes is not None and classes < data.num_classes:
         raise RunError(
             f"model {spec.name!r} outputs {classes} classes but data {data.name!r} has "

@@ -61,6 +61,7 @@ class DataSpec(_Strict):
     name: str = "mnist5k"
     test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     path: str | None = None
+    target: Literal["y", "input"] = "y"  # "input": reconstruct the input (an autoencoder)
     options: dict[str, Any] = {}
 
     @field_validator("name")
@@ -140,7 +141,14 @@ class TrainSpec(_Strict):
     optimizer: Literal["sgd", "adam", "adamw"] | None = None
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
     weight_decay: Annotated[float, Field(ge=0.0)] | None = None
-    loss: Literal["cross_entropy", "sparsemax"] | None = None
+    loss: str | None = None  # a name in prunekit.losses.LOSSES or 'package.module:function'
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, name: str | None) -> str | None:
+        from prunekit.losses import check_loss_name
+
+        return None if name is None else check_loss_name(name)
 
     def over(self, defaults: TrainSpec) -> TrainSpec:
         """These settings with unset fields taken from ``defaults``."""
@@ -150,8 +158,7 @@ class TrainSpec(_Strict):
 
 DEFAULT_TRAIN = TrainSpec(
     epochs=1, lr=1e-3, batch_size=64, optimizer="adam", momentum=0.9, weight_decay=0.0,
-    loss="cross_entropy",
-)
+)  # loss unset: the data set's task's default (cross_entropy for classification, mse otherwise)
 
 
 class RegularizerSpec(_Strict):

@@ -33,24 +33,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prunekit.io import atomic_write
+from prunekit.losses import Loss, LossFunction, resolve_loss
+from prunekit.modes import train_mode
 from prunekit.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-Loss = Callable[[Tensor, Tensor], Tensor]
 Regularizer = Callable[[nn.Module], Tensor]
-
-
-def _sparsemax_loss(logits: Tensor, target: Tensor) -> Tensor:
-    from prunekit.activations import SparsemaxLoss
-
-    return SparsemaxLoss()(logits, target)
-
-
-LOSSES: dict[str, Loss] = {
-    "cross_entropy": F.cross_entropy,
-    "sparsemax": _sparsemax_loss,
-}
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": lambda params, lr, momentum, weight_decay: torch.optim.SGD(
@@ -79,22 +68,30 @@ class History:
 
 @dataclass(frozen=True)
 class Distillation:
-    """Learn from a dense teacher as well as the labels (Hinton et al. 2015).
+    """Learn from a dense teacher as well as the targets (Hinton et al. 2015).
 
-    The loss becomes ``(1 - alpha) * task + alpha * T² * KL(teacher_T || student_T)``.
+    The loss becomes ``(1 - alpha) * task + alpha * soft``. With class labels, ``soft`` is
+    Hinton's ``T² * KL(teacher_T || student_T)`` on the logits. With float targets (regression,
+    reconstruction, multilabel) there is no class distribution to soften, so ``soft`` is the
+    task loss against the teacher's predictions (MSE to its outputs, BCE to its probabilities)
+    and ``temperature`` is unused.
     """
 
     teacher: nn.Module
     alpha: float = 0.5
     temperature: float = 4.0
 
-    def loss(self, student_logits: Tensor, inputs: Tensor) -> Tensor:
+    def loss(
+        self, student_output: Tensor, inputs: Tensor, targets: Tensor, task_loss: Loss
+    ) -> Tensor:
         with torch.no_grad():
-            teacher_logits = self.teacher(inputs)
+            teacher_output = self.teacher(inputs)
+        if targets.is_floating_point():
+            return task_loss(student_output, task_loss.predict(teacher_output))
         t = self.temperature
         return F.kl_div(
-            F.log_softmax(student_logits / t, dim=-1),
-            F.log_softmax(teacher_logits / t, dim=-1),
+            F.log_softmax(student_output / t, dim=1),
+            F.log_softmax(teacher_output / t, dim=1),
             log_target=True,
             reduction="batchmean",
         ) * (t * t)
@@ -123,7 +120,8 @@ def fit(
     momentum: float = 0.9,
     weight_decay: float = 0.0,
     seed: int = 0,
-    loss: str = "cross_entropy",
+    loss: str | LossFunction | Loss = "cross_entropy",
+    trust_code: bool = False,
     regularizers: Sequence[Regularizer] = (),
     callbacks: Sequence[Any] = (),
     distillation: Distillation | None = None,
@@ -132,6 +130,13 @@ def fit(
     description: str = "train",
 ) -> History:
     """Train ``model`` in place on ``(x, y)`` and return the loss history.
+
+    ``loss`` is a name from :data:`prunekit.losses.LOSSES` (``cross_entropy``, ``sparsemax``,
+    ``mse``, ``l1``, ``bce_with_logits``), a Python callable ``f(output, target)``, or
+    ``"package.module:function"``, which is imported only with ``trust_code=True``. An
+    autoencoder trains with ``fit(model, x, x, loss="mse")``. The model trains in training
+    mode, submodules a user put in eval (a frozen BatchNorm) staying in eval, and every
+    submodule's own mode is restored afterwards.
 
     >>> from prunekit.models import build_model
     >>> from prunekit.data import load_dataset
@@ -142,11 +147,9 @@ def fit(
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+    task_loss = resolve_loss(loss, trust_code=trust_code)
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
-    task_loss = LOSSES[loss]
     opt = OPTIMIZERS[optimizer](model.parameters(), lr, momentum, weight_decay)
     generator = torch.Generator().manual_seed(seed)
     history = History()
@@ -156,9 +159,8 @@ def fit(
     _call(callbacks, "on_fit_start", model, opt)
     steps_per_epoch = math.ceil(len(x) / batch_size)
     step = start_epoch * steps_per_epoch
-    model.train()
-    with progress_bar(enabled=progress) as bar:
-        task = bar.add_task(description, total=(epochs - start_epoch) * steps_per_epoch)
+    with train_mode(model), progress_bar(enabled=progress) as bar:
+        bar_task = bar.add_task(description, total=(epochs - start_epoch) * steps_per_epoch)
         for epoch in range(start_epoch, epochs):
             total, count = 0.0, 0
             for xb, yb in batches(x, y, batch_size, shuffle=True, generator=generator):
@@ -167,7 +169,8 @@ def fit(
                 batch_loss = task_loss(out, yb)
                 if distillation is not None:
                     a = distillation.alpha
-                    batch_loss = (1 - a) * batch_loss + a * distillation.loss(out, xb)
+                    soft = distillation.loss(out, xb, yb, task_loss)
+                    batch_loss = (1 - a) * batch_loss + a * soft
                 for reg in regularizers:
                     batch_loss = batch_loss + reg(model)
                 opt.zero_grad(set_to_none=True)
@@ -178,14 +181,14 @@ def fit(
                 step += 1
                 total += float(batch_loss.detach()) * len(xb)
                 count += len(xb)
-                bar.update(task, advance=1, description=f"{description} e{epoch + 1}/{epochs}")
+                bar.update(bar_task, advance=1, description=f"{description} e{epoch + 1}/{epochs}")
             history.epochs.append({"epoch": epoch, "loss": total / count})
             _call(callbacks, "on_epoch_end", epoch, model)
             _call(callbacks, "on_epoch_summary", history.epochs[-1])
             if checkpoint is not None:
                 _save_checkpoint(checkpoint, model, opt, generator, epoch + 1, history)
-    history.steps = step
-    _call(callbacks, "on_fit_end", model)
+        history.steps = step
+        _call(callbacks, "on_fit_end", model)
     return history
 
 

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -156,3 +157,103 @@ def test_run_into_a_file_or_a_full_disk_is_one_line(tmp_path: Path, monkeypatch)
     monkeypatch.setattr(prunekit.io, "_new_temporary", full_disk)
     line = _one_error_line(runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "o")]))
     assert "No space left on device" in line and "recipe.json" in line
+
+
+SMALL_NET = '''
+from prunekit.models import build_model
+
+
+def classifier():
+    return build_model("mlp", in_features=64, hidden=(32,))
+
+
+def regressor():
+    return build_model("mlp", in_features=10, hidden=(16,), num_classes=1)
+'''
+
+
+def _net_file(tmp_path: Path) -> Path:
+    source = tmp_path / "small_net.py"
+    source.write_text(SMALL_NET)
+    return source
+
+
+def _rows(out: Path) -> dict:
+    import json
+
+    return {r["name"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+
+
+def test_prune_with_data_and_prunekits_own_sparse_weights(tmp_path: Path) -> None:
+    import torch
+
+    import prunekit
+    from prunekit.data import load_dataset
+    from prunekit.evaluate import evaluate_accuracy
+    from prunekit.masks import strip
+    from prunekit.models import build_model
+    from prunekit.train import fit
+    from prunekit.unstructured import prune_by_ratio
+
+    digits = load_dataset("digits")
+    torch.manual_seed(0)
+    trained = build_model("mlp", in_features=64, hidden=(32,))
+    fit(trained, digits.x_train, digits.y_train, epochs=2, lr=1e-2, progress=False)
+    prune_by_ratio(trained, 0.5)
+    strip(trained)
+    weights = prunekit.save(trained.eval(), tmp_path / "w.safetensors", format="bitmask")
+    out = tmp_path / "out"
+    result = runner.invoke(app, [
+        "prune", "--model", f"{_net_file(tmp_path)}:classifier", "--trust-code",
+        "--input-shape", "2,1,8,8", "--weights", str(weights), "--data", "digits",
+        "--criterion", "taylor", "--ratio", "0.25", "--out", str(out), "--repeats", "2",
+    ])
+    assert result.exit_code == 0, result.output
+    rows = _rows(out)
+    expected = evaluate_accuracy(trained, digits.x_test, digits.y_test)["accuracy"]
+    assert rows["before"]["accuracy"] == pytest.approx(expected)  # the weights were loaded
+    assert rows["after"]["params"] < rows["before"]["params"] and rows["after"]["accuracy"] > 0.3
+    again = tmp_path / "again"  # a pruned, saved model is pruned again from its file
+    result = runner.invoke(app, [
+        "prune", "--model", str(out / "model.safetensors"), "--input-shape", "2,1,8,8",
+        "--data", "digits", "--ratio", "0.25", "--out", str(again), "--repeats", "2",
+    ])
+    assert result.exit_code == 0, result.output
+    assert _rows(again)["before"]["params"] == rows["after"]["params"]
+
+
+def test_prune_a_regression_reports_r2_under_its_loss(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, [
+        "prune", "--model", f"{_net_file(tmp_path)}:regressor", "--trust-code",
+        "--input-shape", "2,10", "--data", "seed_regression", "--loss", "l1",
+        "--criterion", "taylor", "--ratio", "0.5", "--out", str(out), "--repeats", "2",
+    ])
+    assert result.exit_code == 0, result.output
+    before, after = _rows(out)["before"], _rows(out)["after"]
+    assert before["task"] == "regression" and {"r2", "mse", "mae"} <= set(before)
+    assert before["loss"] == pytest.approx(before["mae"], rel=1e-5)  # measured under --loss l1
+    assert after["task"] == "regression" and after["params"] < before["params"]
+    assert "R²" in result.output and "accuracy" not in result.output
+
+
+def test_prune_bad_weights_and_untrusted_losses_fail_in_one_line(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"net.1.weight": torch.zeros(3, 3)}, str(wrong))
+    base = ["prune", "--model", f"{_net_file(tmp_path)}:classifier", "--trust-code",
+            "--input-shape", "2,1,8,8", "--ratio", "0.5", "--out", str(tmp_path / "o")]
+    cases = [
+        (["--weights", str(wrong)], "do not fit the model (missing"),
+        (["--data", "digits", "--loss", "mse"], "loss 'mse' does not fit a classification task"),
+        (["--data", "digits", "--loss", "my_pkg.losses:focal"], "--trust-code"),
+        (["--loss", "l1"], "give the data set too (--data)"),
+        (["--data", "digits", "--target", "labels"], "--target 'labels'"),
+    ]
+    for extra, message in cases:
+        args = [a for a in base if a != "--trust-code"] if "my_pkg" in " ".join(extra) else base
+        result = runner.invoke(app, [*args, *extra])
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output

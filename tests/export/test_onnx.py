@@ -6,10 +6,13 @@ import torch
 from torch import nn
 
 from prunekit.export.onnx import (
+    DataDependentBranch,
     OnnxExportError,
     OnnxRuntimeModule,
     export_onnx,
+    free_axes,
     measure_onnx_latency,
+    validation_inputs,
 )
 from prunekit.masks import set_mask, strip
 from prunekit.models import build_model
@@ -105,3 +108,103 @@ def test_a_file_that_does_not_reproduce_the_model_is_not_written(
         export_onnx(nn.Linear(3, 2), torch.ones(2, 3), target, exporter="torchscript")
     assert target.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["bad.onnx"]
+
+
+class BranchOnValues(nn.Module):
+    """The issue's model: which layer runs depends on the input's values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.positive, self.negative = nn.Linear(8, 4), nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.mean() > 0:
+            return self.positive(x)
+        return self.negative(x)
+
+
+class BranchWithCond(BranchOnValues):
+    """The same model, with the branch written so that an exporter can keep both sides."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cond(x.mean() > 0, self.positive, self.negative, (x,))
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", pytest.param("dynamo", marks=pytest.mark.slow)])
+def test_a_branch_on_values_is_refused_with_its_line(tmp_path: Path, exporter: str) -> None:
+    model = BranchOnValues().eval()
+    with pytest.raises(DataDependentBranch, match=r"test_onnx.py:\d+ \(`if x.mean\(\) > 0:`\).*torch.cond"):
+        export_onnx(model, torch.randn(4, 8) + 1.0, tmp_path / "m.onnx", exporter=exporter)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # the dynamo exporter: seconds per model
+def test_torch_cond_exports_both_branches(tmp_path: Path) -> None:
+    model = BranchWithCond().eval()
+    path = export_onnx(model, torch.randn(4, 8) + 1.0, tmp_path / "m.onnx")
+    runtime = OnnxRuntimeModule(path)
+    for x in (torch.randn(3, 8) + 1.0, torch.randn(5, 8) - 1.0):  # one input per branch
+        with torch.inference_mode():
+            torch.testing.assert_close(runtime(x), model(x), atol=1e-5, rtol=1e-5)
+    assert "If" in {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def _axes(path: Path) -> list[str | int]:
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    return [d.dim_param or d.dim_value for d in dims]
+
+
+def test_sequence_length_and_batch_stay_free(tmp_path: Path) -> None:
+    model = build_model("lstm", input_size=6, hidden_size=8).eval()
+    path = export_onnx(model, torch.randn(2, 9, 6), tmp_path / "lstm.onnx", exporter="torchscript",
+                       sequence_dim=1)
+    assert _axes(path) == ["batch", "sequence", 6]
+    runtime = OnnxRuntimeModule(path)
+    for shape in ((1, 3, 6), (5, 20, 6)):  # beyond what validation itself tried
+        x = torch.randn(*shape)
+        with torch.inference_mode():
+            torch.testing.assert_close(runtime(x), model(x), atol=1e-5, rtol=1e-4)
+
+
+def test_every_validation_input_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = OnnxRuntimeModule.forward
+    wrong_alone = lambda self, x: run(self, x) + (0.35 if len(x) == 1 else 0.0)
+    monkeypatch.setattr(OnnxRuntimeModule, "forward", wrong_alone)
+    with pytest.raises(OnnxExportError, match=r"on batch 1 \(input shape \(1, 3\).*difference 0.35"):
+        export_onnx(nn.Linear(3, 2), torch.ones(4, 3), tmp_path / "m.onnx", exporter="torchscript")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_validation_inputs_vary_every_free_axis() -> None:
+    example = torch.rand(3, 6, 2)
+    inputs = dict(validation_inputs(example, free_axes(example, True, 1)))
+    assert {name: tuple(x.shape) for name, x in inputs.items()} == {
+        "the example": (3, 6, 2), "new values": (3, 6, 2), "batch 1": (1, 6, 2),
+        "batch 4 (new values)": (4, 6, 2), "sequence length 5": (3, 5, 2),
+        "sequence length 3": (3, 3, 2),
+    }
+    assert not torch.equal(inputs["new values"], example)
+    tokens = torch.randint(3, 9, (2, 5))
+    drawn = dict(validation_inputs(tokens, {0: "batch"}))["new values"]
+    assert drawn.dtype == torch.int64 and 3 <= int(drawn.min()) and int(drawn.max()) <= 8
+    with pytest.raises(ValueError, match="other than the batch"):
+        free_axes(example, True, 0)
+
+
+def test_a_model_that_takes_one_batch_size_says_how_to_export_it(tmp_path: Path) -> None:
+    class FixedBatch(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.view(2, -1) * 2
+
+    with pytest.raises(OnnxExportError, match="model itself fails on batch 1.*dynamic_batch=False"):
+        export_onnx(FixedBatch(), torch.randn(2, 3), tmp_path / "a.onnx", exporter="torchscript")
+    path = export_onnx(FixedBatch(), torch.randn(2, 3), tmp_path / "b.onnx",
+                       exporter="torchscript", dynamic_batch=False)
+    assert _axes(path) == [2, 3]
+
+
+def test_export_gives_back_each_submodules_own_mode(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.BatchNorm1d(4))
+    model[1].eval()  # training model, dropout deliberately off
+    export_onnx(model, torch.randn(3, 4), tmp_path / "m.onnx", exporter="torchscript")
+    assert [m.training for m in model.modules()] == [True, True, False, True]

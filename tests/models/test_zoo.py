@@ -18,6 +18,7 @@ CASES = [
     ("resnet50", {"in_channels": 1, "num_classes": 5}, (1, 1, 64, 64), (1, 5)),
     ("mobilenet_v2", {"num_classes": 10}, (1, 3, 64, 64), (1, 10)),
     ("autoencoder", {}, (2, 1, 28, 28), (2, 1, 28, 28)),
+    ("conv_autoencoder", {}, (2, 1, 28, 28), (2, 1, 28, 28)),
     ("lstm", {}, (2, 1, 28, 28), (2, 10)),
     ("tiny_transformer", {}, (2, 1, 28, 28), (2, 10)),
 ]

@@ -18,7 +18,7 @@ def test_rows_report_and_saved_model(tmp_path: Path) -> None:
     data = load_dataset("digits")
     model = build_model("mlp", in_features=64, hidden=(32, 16))
     example = data.x_test[:4]
-    before, after = prune_and_measure(model, example, tmp_path, data=data, repeats=3,
+    before, after = prune_and_measure(model, example, tmp_path, dataset=data, repeats=3,
                                       ratio=0.5)
     assert before["params"] > after["params"] and before["macs"] > after["macs"]
     assert 0.0 <= after["accuracy"] <= 1.0 and after["removed_units"] == 24
@@ -68,3 +68,14 @@ def test_a_prune_is_recorded_and_its_report_plots_what_it_measured(tmp_path: Pat
     page = (tmp_path / "report.html").read_text()
     assert page.count("<img") == 2  # cost against 'before' (no accuracy), channels kept
     assert "cost against before" in page and "channels kept" in page
+
+
+def test_each_submodules_mode_is_given_back(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                                torch.nn.Dropout(0.5), torch.nn.Linear(8, 2))
+    model[1].eval()  # frozen statistics inside a training model
+    model[3].eval()
+    before = [m.training for m in model.modules()]
+    prune_and_measure(model, torch.randn(4, 6), tmp_path, repeats=2, ratio=0.5)
+    assert model[0].out_features == 4  # pruned, and every position keeps its own mode
+    assert [m.training for m in model.modules()] == before == [True, True, False, True, False, True]

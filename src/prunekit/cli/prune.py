@@ -11,7 +11,8 @@ from prunekit.cli.console import TRUST_CODE_HELP, console, fail, print_table
 
 
 def prune(
-    model: Annotated[str, typer.Option("--model", help="zoo name or path/file.py:factory")],
+    model: Annotated[str, typer.Option(
+        "--model", help="zoo name, path/file.py:factory, or a prunekit model file .safetensors")],
     input_shape: Annotated[str, typer.Option("--input-shape", help="e.g. 8,3,224,224")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory")],
     ratio: Annotated[float | None, typer.Option(help="fraction of channels to remove")] = None,
@@ -21,8 +22,15 @@ def prune(
     max_layer_ratio: Annotated[float, typer.Option(help="most any layer may lose")] = 0.9,
     round_to: Annotated[int, typer.Option(help="keep a multiple of this many channels")] = 1,
     ignore: Annotated[str, typer.Option(help="comma-separated modules to keep whole")] = "",
-    weights: Annotated[Path | None, typer.Option(help="safetensors state dict to load")] = None,
-    data: Annotated[str | None, typer.Option(help="data set for accuracy / data criteria")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="state dict for --model: safetensors, or any prunekit weights file")] = None,
+    data: Annotated[str | None, typer.Option(
+        help="data set name or file.npz: the task's metrics, and data criteria")] = None,
+    target: Annotated[str, typer.Option(
+        help="y (the data's targets) or input (an autoencoder reconstructs its input)")] = "y",
+    loss: Annotated[str | None, typer.Option(
+        help="mse, l1, bce_with_logits, cross_entropy, ... or package.module:function; "
+             "default: the task's")] = None,
     repeats: Annotated[int, typer.Option(help="timed latency repeats")] = 20,
     deploy: Annotated[bool, typer.Option(help="time with BN folded, channels-last")] = False,
     trust_code: Annotated[bool, typer.Option("--trust-code", help=TRUST_CODE_HELP)] = False,
@@ -30,15 +38,18 @@ def prune(
     """Remove channels/neurons physically; write the compacted model and a before/after report."""
     from prunekit.structured.before_after import parse_macs, prune_from_spec
 
+    if target not in ("y", "input"):
+        fail(f"--target {target!r}: choose 'y' (the data's targets) or 'input' (an autoencoder)")
     try:
         rows = prune_from_spec(
-            model, input_shape, out, weights=weights, data=data, repeats=repeats, deploy=deploy,
-            trust_code=trust_code,
-            ratio=ratio, max_macs=parse_macs(max_macs) if max_macs else None,
-            criterion=criterion, scope=scope, max_layer_ratio=max_layer_ratio,
-            round_to=round_to, ignore=[name for name in ignore.split(",") if name],
+            model, input_shape, out, weights=weights, data=data,
+            target=target,  # type: ignore[arg-type]
+            loss=loss, trust_code=trust_code, repeats=repeats, deploy=deploy, ratio=ratio,
+            max_macs=parse_macs(max_macs) if max_macs else None, criterion=criterion,
+            scope=scope, max_layer_ratio=max_layer_ratio, round_to=round_to,
+            ignore=[name for name in ignore.split(",") if name],
         )
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        fail(str(exc))
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     print_table(rows, f"{model} structured pruning")
     console.print(f"model: {out / 'model.safetensors'}  ·  report: {out / 'report.json'}")

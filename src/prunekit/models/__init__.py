@@ -2,6 +2,7 @@
 
 from prunekit.models import (  # noqa: F401  (each import registers its models)
     autoencoder,  # autoencoder
+    conv_autoencoder,  # conv_autoencoder
     lenet,  # mlp, lenet300, lenet5
     lstm,  # lstm
     mobilenet,  # mobilenet_v2

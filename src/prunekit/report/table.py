@@ -28,19 +28,50 @@ def _measured(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def _accuracy(row: Row, base: Row) -> str:
-    return f"{100 * row['accuracy']:.2f}" if _measured(row["accuracy"]) else "—"
+def _metric(key: str, scale: float, digits: int) -> Callable[[Row, Row], str]:
+    """A metric's cell: ``row[key] × scale`` with ``digits`` decimals, "—" if not measured."""
+
+    def cell(row: Row, base: Row) -> str:
+        value = row.get(key)
+        if not _measured(value):
+            return "—"
+        return "∞" if math.isinf(value) else f"{scale * value:.{digits}f}"
+
+    return cell
 
 
-def _accuracy_delta(row: Row, base: Row) -> str:
-    if not (_measured(row["accuracy"]) and _measured(base["accuracy"])):
-        return "—"
-    return f"{100 * (row['accuracy'] - base['accuracy']):+.2f}"
+def _delta(key: str, scale: float, digits: int) -> Callable[[Row, Row], str]:
+    """The change of ``row[key]`` from the baseline's, signed; "—" if either is not finite."""
+
+    def cell(row: Row, base: Row) -> str:
+        value, reference = row.get(key), base.get(key)
+        if not (_measured(value) and _measured(reference)):
+            return "—"
+        if math.isinf(value) or math.isinf(reference):
+            return "—"
+        return f"{scale * (value - reference):+.{digits}f}"
+
+    return cell
+
+
+METRIC_COLUMNS: dict[str, list[tuple[str, Callable[[Row, Row], str]]]] = {
+    "classification": [("accuracy %", _metric("accuracy", 100, 2)),
+                       ("Δ acc (pt)", _delta("accuracy", 100, 2))],
+    "multilabel": [("label accuracy %", _metric("accuracy", 100, 2)),
+                   ("Δ acc (pt)", _delta("accuracy", 100, 2)),
+                   ("loss", _metric("loss", 1, 4))],
+    "regression": [("R²", _metric("r2", 1, 4)), ("Δ R²", _delta("r2", 1, 4)),
+                   ("MSE", _metric("mse", 1, 4))],
+    "reconstruction": [("PSNR dB", _metric("psnr", 1, 2)), ("Δ PSNR dB", _delta("psnr", 1, 2)),
+                       ("MSE", _metric("mse", 1, 5))],
+}
+"""The quality columns of each task (:mod:`prunekit.tasks`), headline metric first; rows
+without a ``task`` (older reports) are classification."""
 
 
 def _json_safe(value: Any) -> Any:
-    """NaN is not JSON: what was not measured becomes null."""
-    if isinstance(value, float) and not _measured(value):
+    """NaN and infinity are not JSON: what was not measured (or is infinite) becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
@@ -54,9 +85,6 @@ def _speedup(row: Row, base: Row) -> str:
 
 
 COLUMNS: list[tuple[str, Callable[[Row, Row], str]]] = [
-    ("variant", lambda r, b: str(r["name"])),
-    ("accuracy %", _accuracy),
-    ("Δ acc (pt)", _accuracy_delta),
     ("latency ms (p50)", lambda r, b: f"{r['latency_ms']:.3f}"),
     ("speed-up", _speedup),
     ("params", lambda r, b: f"{r['params']:,}"),
@@ -91,7 +119,8 @@ OPTIONAL_COLUMNS: list[tuple[str, str, Callable[[Row, Row], str]]] = [
 def cells(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
     """Header and formatted cells, each row compared with the first (the baseline)."""
     base = rows[0]
-    columns = COLUMNS + [
+    task = base.get("task", "classification")
+    columns = [("variant", lambda r, b: str(r["name"])), *METRIC_COLUMNS[task], *COLUMNS] + [
         (header, fmt) for key, header, fmt in OPTIONAL_COLUMNS if any(key in r for r in rows)
     ]
     return [c[0] for c in columns], [[fmt(r, base) for _, fmt in columns] for r in rows]

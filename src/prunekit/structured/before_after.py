@@ -2,9 +2,10 @@
 
 This is what ``prunekit prune`` runs. Both rows are taken the same way (the skeleton's
 :mod:`prunekit.evaluate`: MACs from the flop counter, median latency, parameters, the size of
-the saved file), so the report shows what pruning bought. The compacted model is written with
-:func:`prunekit.save` (weights + architecture), so :func:`prunekit.load` rebuilds it in a fresh
-process without the source file that defined it.
+the saved file, and with data the task's metrics from :mod:`prunekit.tasks`), so the report
+shows what pruning bought. The compacted model is written with :func:`prunekit.save` (weights +
+architecture), so :func:`prunekit.load` rebuilds it in a fresh process without the source file
+that defined it. Each submodule's train/eval mode is given back as it was.
 
 >>> import tempfile, torch
 >>> from prunekit.models import build_model
@@ -21,42 +22,43 @@ import copy
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from prunekit.data import Dataset, load_dataset
-from prunekit.evaluate import (
-    count_macs,
-    count_params,
-    evaluate_accuracy,
-    prunable_sparsity,
-)
+from prunekit.evaluate import count_macs, count_params, prunable_sparsity
 from prunekit.latency import Latency, compare_latency
+from prunekit.losses import Loss
+from prunekit.modes import eval_mode, restore_modes
 from prunekit.report import write_report
 from prunekit.runs import fingerprint_of, record_run
 from prunekit.runs.layers import layer_profiles, without_timing
 from prunekit.structured.deploy import prepare_for_cpu
+from prunekit.structured.importance import ScoringData
 from prunekit.structured.prune import prune_channels
+from prunekit.tasks import evaluate_task, get_task
 
 Row = dict[str, Any]
 
 
 def _row(
     name: str, model: nn.Module, example_input: Tensor, file: Path, data: Dataset | None,
-    latency: Latency, extra: dict[str, Any],
+    loss: Loss | None, latency: Latency, extra: dict[str, Any],
 ) -> Row:
     from prunekit.saving import save
 
-    scores = (
-        evaluate_accuracy(model, data.x_test, data.y_test)
-        if data is not None else {"accuracy": math.nan, "loss": math.nan}
-    )
+    task = data.task if data is not None else "classification"
+    scores = {"accuracy": math.nan, "loss": math.nan}  # not measured without data
+    if data is not None:
+        scores |= evaluate_task(model, data.x_test, data.y_test, task=task, loss=loss)
     params, nonzero = count_params(model)
-    save(model.eval(), file)
+    with eval_mode(model):
+        save(model, file)
     return {
         "name": name,
+        "task": task,
         **scores,
         "latency_ms": latency.median_ms,
         "latency_p95_ms": latency.p95_ms,
@@ -77,7 +79,9 @@ def prune_and_measure(
     example_input: Tensor,
     out_dir: str | Path,
     *,
-    data: Dataset | None = None,
+    dataset: Dataset | None = None,
+    loss: str | Loss | None = None,
+    trust_code: bool = False,
     repeats: int = 20,
     deploy: bool = False,
     title: str = "structured pruning",
@@ -86,39 +90,54 @@ def prune_and_measure(
     """Measure ``model``, prune it with :func:`prune_channels` (``prune_options``), measure again.
 
     Writes ``out_dir/model.safetensors`` (the compacted model, loadable by ``prunekit.load``)
-    and ``out_dir/report.{json,md,csv,html}`` with rows ``before`` and ``after``. Accuracy and
-    loss are measured on ``data``'s test split when given, else reported as NaN. With
+    and ``out_dir/report.{json,md,csv,html}`` with rows ``before`` and ``after``. With a
+    ``dataset``, both rows carry its task's metrics on the test split (under ``loss``, the
+    task's default when None), and data-driven criteria score on four training batches (unless
+    ``prune_options`` pass ``data`` themselves); without one, accuracy and loss are NaN. With
     ``deploy``, both models are timed as :func:`prepare_for_cpu` leaves them (BatchNorm folded,
     channels-last); the saved model is the plain pruned one either way.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    criterion = None
+    if dataset is not None:
+        criterion = get_task(dataset.task).check_loss(
+            loss or get_task(dataset.task).default_loss, trust_code=trust_code
+        )
+        x, y = dataset.x_train, dataset.y_train
+        batches = [(x[i : i + 64], y[i : i + 64]) for i in range(0, min(256, len(x)), 64)]
+        prune_options.setdefault("data", ScoringData(batches, loss=criterion))
+    elif loss is not None:
+        raise ValueError("a loss is measured and scored on data: give the data set too (--data)")
     dense = copy.deepcopy(model)
-    report = prune_channels(model, example_input, **prune_options)
-    timed, timed_input = {"before": dense, "after": model}, example_input
-    if deploy:
-        timed = {k: prepare_for_cpu(copy.deepcopy(m)) for k, m in timed.items()}
-        if example_input.dim() == 4:
-            timed_input = example_input.to(memory_format=torch.channels_last)
-    latency = compare_latency(timed, timed_input, repeats=repeats, warmup=3)
-    with tempfile.TemporaryDirectory() as scratch:
-        before = _row("before", dense, example_input, Path(scratch) / "before.safetensors",
-                      data, latency["before"], {})
-    after = _row("after", model, example_input, out / "model.safetensors", data,
-                 latency["after"], {
-                     "ratio": report.ratio, "units": report.units,
-                     "removed_units": report.removed, "folded_units": report.folded,
-                     "prune_seconds": report.seconds, "model_file": "model.safetensors",
-                 })
+    with restore_modes(model):  # pruning, timing, counting and saving all run the model
+        report = prune_channels(model, example_input, **prune_options)
+        timed, timed_input = {"before": dense, "after": model}, example_input
+        if deploy:
+            timed = {k: prepare_for_cpu(copy.deepcopy(m)) for k, m in timed.items()}
+            if example_input.dim() == 4:
+                timed_input = example_input.to(memory_format=torch.channels_last)
+        latency = compare_latency(timed, timed_input, repeats=repeats, warmup=3)
+        with tempfile.TemporaryDirectory() as scratch:
+            before = _row("before", dense, example_input, Path(scratch) / "before.safetensors",
+                          dataset, criterion, latency["before"], {})
+        after = _row("after", model, example_input, out / "model.safetensors", dataset,
+                     criterion, latency["after"], {
+                         "ratio": report.ratio, "units": report.units,
+                         "removed_units": report.removed, "folded_units": report.folded,
+                         "prune_seconds": report.seconds, "model_file": "model.safetensors",
+                     })  # fmt: skip
+        layers = layer_profiles({"before": dense, "after": model}, example_input,
+                                reference="before", repeats=min(repeats, 20))
     options = {k: (list(v) if isinstance(v, (tuple, set, frozenset)) else v)
                for k, v in prune_options.items() if k != "data"}
-    layers = layer_profiles({"before": dense, "after": model}, example_input,
-                            reference="before", repeats=min(repeats, 20))
+    if criterion is not None and dataset is not None:
+        options |= {"data": dataset.name, "task": dataset.task, "loss": criterion.name}
     rows = [{**row, "layers": [without_timing(e) for e in layers[row["name"]]]}
             for row in (before, after)]
     write_report(rows, out, title=title, meta={"prune": options})
-    command = {"input_shape": list(example_input.shape), "data": data.name if data else None,
-               "deploy": deploy, "prune": options}
+    command = {"input_shape": list(example_input.shape),
+               "data": dataset.name if dataset else None, "deploy": deploy, "prune": options}
     record_run(out, "prune", command, fingerprint_of([title, command]), rows, title=title,
                layers=layers)
     return rows
@@ -149,6 +168,51 @@ def parse_macs(text: str) -> int | float:
                          "300000000") from None
 
 
+def load_model(
+    model_spec: str, weights: str | Path | None = None, *, trust_code: bool = False
+) -> nn.Module:
+    """The model ``prunekit prune`` starts from.
+
+    ``model_spec`` is a zoo name, ``file.py:factory`` / ``module:factory``, or a model file
+    written by :func:`prunekit.save` (``.safetensors``: rebuilt without its code, so an already
+    pruned model can be pruned again). ``weights`` is a state dict for that model, in any file
+    prunekit writes (dense, bitmask or CSR, through :func:`prunekit.sparse.load_state_dict`) or
+    plain safetensors. A factory in user code is imported (and so run) only with ``trust_code``.
+    """
+    from prunekit.models import build_model
+    from prunekit.saving import load
+    from prunekit.sparse import load_state_dict
+
+    if model_spec.endswith(".safetensors"):
+        if not Path(model_spec).is_file():
+            raise FileNotFoundError(f"model file {model_spec!r} does not exist; check --model")
+        model = load(model_spec)
+    else:
+        model = build_model(model_spec, trust_code=trust_code)
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"weights file {str(weights)!r} does not exist")
+        _load_weights(model, load_state_dict(weights), f"{weights}")
+    return model
+
+
+def _load_weights(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
+    """``load_state_dict``, with its multi-line error folded into one line that says what."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    resized = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or resized:
+        parts = [f"{label} {names[:3]}{' …' if len(names) > 3 else ''}"
+                 for label, names in (("missing", missing), ("unexpected", unexpected),
+                                      ("different shapes", resized)) if names]
+        raise ValueError(
+            f"weights {source!r} do not fit the model ({'; '.join(parts)}); a model saved by "
+            "prunekit.save (after pruning) is given as --model FILE.safetensors instead"
+        )
+    model.load_state_dict(state)
+
+
 def prune_from_spec(
     model_spec: str,
     input_shape: str,
@@ -156,33 +220,29 @@ def prune_from_spec(
     *,
     weights: str | Path | None = None,
     data: str | None = None,
+    target: Literal["y", "input"] = "y",
+    loss: str | None = None,
+    trust_code: bool = False,
     repeats: int = 20,
     deploy: bool = False,
-    trust_code: bool = False,
     **prune_options: Any,
 ) -> list[Row]:
-    """``prunekit prune``: build ``model_spec`` (zoo name or ``file.py:factory``), prune, report.
+    """``prunekit prune``: load the model (see :func:`load_model`), prune it, report.
 
-    ``weights`` is a safetensors state dict for the model (a random init is measured
-    otherwise); ``data`` names a data set for accuracy and for data-driven criteria.
+    ``data`` names a data set (or an ``.npz`` file) for the task's metrics and for data-driven
+    criteria; ``target="input"`` makes it an autoencoder's (reconstruction). ``loss`` is a loss
+    name or ``package.module:function`` (which needs ``trust_code``).
     """
-    from safetensors.torch import load_file
-
-    from prunekit.models import build_model
-
     shape = parse_shape(input_shape)
-    model = build_model(model_spec, trust_code=trust_code)
-    if weights is not None:
-        if not Path(weights).is_file():
-            raise FileNotFoundError(f"weights file {str(weights)!r} does not exist")
-        model.load_state_dict(load_file(str(weights)))
-    dataset = load_dataset(data) if data else None
-    if dataset is not None:
-        batches = [(dataset.x_train[i : i + 64], dataset.y_train[i : i + 64])
-                   for i in range(0, 256, 64)]
-        prune_options = {"data": batches, **prune_options}
+    model = load_model(model_spec, weights, trust_code=trust_code)
+    if data is not None and data.endswith(".npz"):
+        dataset = load_dataset("npz", path=data, target=target)
+    elif data is not None:
+        dataset = load_dataset(data, target=target)
+    else:
+        dataset = None
     torch.manual_seed(0)
     example = torch.randn(*shape)
-    return prune_and_measure(model, example, out_dir, data=dataset, repeats=repeats,
-                             deploy=deploy, title=f"{model_spec} structured pruning",
-                             **prune_options)
+    return prune_and_measure(model, example, out_dir, dataset=dataset, loss=loss,
+                             trust_code=trust_code, repeats=repeats, deploy=deploy,
+                             title=f"{model_spec} structured pruning", **prune_options)

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, fx, nn
 
+from prunekit.modes import eval_mode
 from prunekit.structured.op_rules import op_name
-from prunekit.structured.trace import eval_mode, trace_model
+from prunekit.structured.trace import trace_model
 
 
 @dataclass(frozen=True)

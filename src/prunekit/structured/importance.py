@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
+from prunekit.modes import eval_mode
 from prunekit.structured.channels import Member
 from prunekit.structured.graph import DependencyGraph
-from prunekit.structured.trace import eval_mode
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from prunekit.layers import kind_of
+from prunekit.modes import eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -134,30 +135,6 @@ def run_example(
     """
     with eval_mode(model), torch.no_grad(), single_thread():
         return forward(*example_inputs)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run the body with ``model`` in eval mode, then give each submodule back its own mode.
-
-    ``model.train(was_training)`` would not do: it sets every submodule alike, so a BatchNorm
-    the user froze in eval mode (or a dropout turned off) would come back training.
-
-    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
-    >>> _ = net[1].eval()
-    >>> with eval_mode(net):
-    ...     net.training
-    False
-    >>> net.training, net[1].training
-    (True, False)
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 @contextlib.contextmanager
