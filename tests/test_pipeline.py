@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from prunekit import pipeline
-from prunekit.recipe import load_recipe, parse_recipe
+from prunekit.recipe import RecipeError, load_recipe, parse_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +134,7 @@ def test_a_run_is_recorded_in_its_store_with_progress_and_layers(tmp_path: Path,
     assert run["rows"][1]["sparsity"] == rows[1]["sparsity"]
     assert set(run["layers"]) == {"baseline", "half", "l1"}
     first = run["layers"]["half"][0]
-    assert first["sparsity"] == pytest.approx(rows[1]["layer_sparsity"][first["layer"]])
+    assert first["sparsity"] == pytest.approx(rows[1]["layer_sparsity"][first["layer"] + ".weight"])
     assert first["latency_ms"] > 0 and rows[1]["layers"][0]["macs"] == first["macs"]
     events = RunStore(tmp_path).events(run["id"])
     baseline_epochs = [e for e in events if e["event"] == "epoch" and e["description"] == "baseline"]
@@ -339,10 +339,13 @@ def test_recipe_losses_are_checked_against_the_task_before_training(
                                          r"does not fit a regression task; use one of \['mse', 'l1'\]"):
         pipeline.run_recipe(parse_recipe(recipe), tmp_path / "a", progress=False)
     recipe["variants"][0]["stages"][0]["train"]["loss"] = "recipe_user_loss:huber"
-    with pytest.raises(ValueError, match="trust_code=True"):
-        pipeline.run_recipe(parse_recipe(recipe), tmp_path / "b", progress=False)
+    with pytest.raises(RecipeError, match="--trust-code"):
+        parse_recipe(recipe)  # refused when the recipe is read
+    with pytest.raises(ValueError, match="trust_code=True"):  # and again when it is run
+        pipeline.run_recipe(parse_recipe(recipe, trust_code=True), tmp_path / "b", progress=False)
     assert trained == [] and "recipe_user_loss" not in sys.modules
-    rows = pipeline.run_recipe(parse_recipe(recipe), tmp_path / "c", progress=False, trust_code=True)
+    rows = pipeline.run_recipe(parse_recipe(recipe, trust_code=True), tmp_path / "c",
+                               progress=False, trust_code=True)
     assert trained == ["mse", "recipe_user_loss:huber"]  # the task's default, then the user's
     assert rows[1]["task"] == "regression" and "r2" in rows[1]
     monkeypatch.delitem(sys.modules, "recipe_user_loss")

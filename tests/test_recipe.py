@@ -135,7 +135,7 @@ def _variant(stage: dict) -> dict:
          "data 'synthetic' has no option 'n_sample'; did you mean 'n_samples'?"),
         ({"data": {"name": "synthetic", "options": {"n_samples": "many"}}},
          "option 'n_samples' = 'many' must be a int"),
-        ({"data": {"name": "digits", "options": {"n_samples": 10}}}, "its options: none"),
+        ({"data": {"name": "npz", "path": "d.npz", "options": {"n_samples": 10}}}, "its options: none"),
         ({"model": {"name": "mlp", "kwargs": {"widht": 3}}}, "model 'mlp' takes no argument 'widht'"),
         ({"model": {"name": "os:system", "kwargs": {"command": "touch /tmp/x"}}}, "--trust-code"),
         ({"name": "x" * 10_000_000}, "xxx': String should have at most 200 characters"),
@@ -213,8 +213,12 @@ def test_yaml_merge_keys_may_override_without_counting_as_duplicates(tmp_path: P
 def test_a_loss_is_a_known_name_or_a_callable_named_without_importing() -> None:
     base = {"name": "t", "model": {"name": "mlp"}}
     assert parse_recipe({**base, "train": {"loss": "mse"}}).train.loss == "mse"
-    named = parse_recipe({**base, "train": {"loss": "no_such_pkg.losses:huber"}})
+    code = {**base, "train": {"loss": "no_such_pkg.losses:huber"}}
+    with pytest.raises(RecipeError, match="names Python code .* pass --trust-code"):
+        parse_recipe(code)  # importing a loss runs code: refused without the opt-in
+    named = parse_recipe(code, trust_code=True)
     assert named.train.loss == "no_such_pkg.losses:huber"  # validated, not imported
+    assert named.imported_code() == ["no_such_pkg.losses:huber"]
     with pytest.raises(RecipeError, match=r"train.loss = 'mae': unknown loss 'mae'; choose one of"):
         parse_recipe({**base, "train": {"loss": "mae"}})
     assert parse_recipe({**base, "data": {"name": "digits", "target": "input"}}).data.target == "input"

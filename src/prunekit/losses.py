@@ -138,7 +138,7 @@ def resolve_loss(loss: str | LossFunction | Loss, *, trust_code: bool = False) -
     >>> resolve_loss("os:getcwd")
     Traceback (most recent call last):
     ...
-    ValueError: loss 'os:getcwd' imports and runs code from module 'os'; pass trust_code=True (--trust-code on the command line) if you trust it
+    prunekit.user_code.UntrustedCodeError: loss 'os:getcwd' names Python code (module 'os'), and importing it runs that code; if you trust it, pass --trust-code (trust_code=True in Python)
     """
     if isinstance(loss, Loss):
         return loss
@@ -147,22 +147,9 @@ def resolve_loss(loss: str | LossFunction | Loss, *, trust_code: bool = False) -
     name = check_loss_name(loss)
     if name in LOSSES:
         return LOSSES[name]
-    location, _, attr = name.partition(":")
-    if not trust_code:
-        raise ValueError(
-            f"loss {name!r} imports and runs code from module {location!r}; pass "
-            "trust_code=True (--trust-code on the command line) if you trust it"
-        )
-    try:
-        module = importlib.import_module(location)
-    except ImportError as exc:
-        raise ValueError(
-            f"loss {name!r}: cannot import module {location!r} ({exc}); install it or add its "
-            "folder to PYTHONPATH"
-        ) from exc
-    function = getattr(module, attr, None)
+    from prunekit.user_code import import_object
+
+    function = import_object(name, trust_code=trust_code, what="loss")
     if not callable(function):  # a bad name, reported like every other bad loss name
-        raise ValueError(  # noqa: TRY004
-            f"loss {name!r}: module {location!r} has no callable named {attr!r}"
-        )
+        raise ValueError(f"loss {name!r} is not a function; name a callable")  # noqa: TRY004
     return Loss(name, function, "any")

@@ -145,9 +145,9 @@ def _regularizer(
 def _train(ctx: RunContext, model: nn.Module, stage: TrainStage, label: str, index: int) -> None:
     from prunekit.schedules import GradualPruning
 
-    settings = TrainSpec(**stage.model_dump(include=set(TrainSpec.model_fields))).over(
-        ctx.recipe.train
-    )
+    # the stage was validated when the recipe was read; a loss naming code is gated at use
+    own = stage.model_dump(include=set(TrainSpec.model_fields), exclude_none=True)
+    settings = TrainSpec.model_construct(**own).over(ctx.recipe.train)
     losses: list[Any] = []
     callbacks: list[Any] = []
     for reg in stage.regularizers:

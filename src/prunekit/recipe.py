@@ -34,6 +34,11 @@ class RecipeError(ValueError):
     """A recipe that cannot run; the message is one line a user can act on."""
 
 
+class UntrustedRecipeError(RecipeError):
+    """The recipe names code to import and the caller did not trust code (the dashboard, which
+    never does, words its own refusal from this)."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
@@ -145,10 +150,14 @@ class TrainSpec(_Strict):
 
     @field_validator("loss")
     @classmethod
-    def _known_loss(cls, name: str | None) -> str | None:
+    def _known_loss(cls, name: str | None, info: ValidationInfo) -> str | None:
         from prunekit.losses import check_loss_name
+        from prunekit.user_code import require_trust
 
-        return None if name is None else check_loss_name(name)
+        if name is None:
+            return None
+        require_trust(check_loss_name(name), trust_code=_trusts_code(info), what="loss")
+        return name
 
     def over(self, defaults: TrainSpec) -> TrainSpec:
         """These settings with unset fields taken from ``defaults``."""
@@ -364,7 +373,7 @@ class Recipe(_Strict):
         return self
 
     def imported_code(self) -> list[str]:
-        """The model factories this recipe imports (and so runs) when it is run.
+        """The model factories and losses this recipe imports (and so runs) when it is run.
 
         >>> parse_recipe({"name": "t", "model": {"name": "torch.nn:Identity"}},
         ...              trust_code=True).imported_code()
@@ -373,7 +382,26 @@ class Recipe(_Strict):
         from prunekit.user_code import names_code
 
         specs = [self.model, *(v.model for v in self.variants if v.model is not None)]
-        return sorted({spec.name for spec in specs if names_code(spec.name)})
+        names = [spec.name for spec in specs]
+        names += [spec.loss for spec in self._train_specs() if spec.loss is not None]
+        return sorted({name for name in names if names_code(name)})
+
+    def _train_specs(self) -> list[TrainSpec]:
+        """Every training spec in the recipe, wherever it is nested (they may name a loss)."""
+        found: list[TrainSpec] = []
+
+        def walk(value: Any) -> None:
+            if isinstance(value, TrainSpec):
+                found.append(value)
+            if isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    walk(getattr(value, name))
+            elif isinstance(value, list):
+                for item in value:
+                    walk(item)
+
+        walk(self)
+        return found
 
 
 _EXAMPLES = {
@@ -406,7 +434,12 @@ def parse_recipe(data: Any, source: str = "recipe", *, trust_code: bool = False)
     try:
         return Recipe.model_validate(data, context={"trust_code": trust_code})
     except ValidationError as exc:
-        raise RecipeError(format_error(exc, source, Recipe, _EXAMPLES)) from None
+        from prunekit.user_code import UntrustedCodeError
+
+        causes = [(error.get("ctx") or {}).get("error") for error in exc.errors()]
+        untrusted = any(isinstance(cause, UntrustedCodeError) for cause in causes)
+        kind = UntrustedRecipeError if untrusted else RecipeError
+        raise kind(format_error(exc, source, Recipe, _EXAMPLES)) from None
     except RecursionError:
         raise RecipeError(f"{source}: nested too deeply to be a recipe") from None
 

@@ -35,7 +35,7 @@ def make():
 def test_explain_shows_groups_pins_and_the_reason(tmp_path: Path) -> None:
     source = tmp_path / "attention.py"
     source.write_text(ATTENTION)
-    result = runner.invoke(app, ["explain", "--model", f"{source}:make",
+    result = runner.invoke(app, ["explain", "--trust-code", "--model", f"{source}:make",
                                  "--input-shape", "2,5,8", "--ratio", "0.5"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "0 removable units" in result.output  # the heads are pinned, and it says why

@@ -33,7 +33,7 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_recipe(parse_recipe(TINY), root / "tiny", progress=False)
     data = load_dataset("digits")
     baseline = prunekit.load(root / "tiny" / "baseline" / "model.safetensors")
-    prune_and_measure(baseline, data.x_test[:1], root / "pruned", data=data, repeats=3,
+    prune_and_measure(baseline, data.x_test[:1], root / "pruned", dataset=data, repeats=3,
                       ratio=0.25, title="digits structured pruning")
     return root
 

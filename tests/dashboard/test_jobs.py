@@ -24,8 +24,8 @@ def test_a_zoo_recipe_inside_the_roots_is_accepted(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"model": {"name": "evil.py:make"}}, "code from a file"),
-    ({"model": {"name": "os:system", "kwargs": {"command": "touch /tmp/pwned"}}}, "code from a file"),
+    ({"model": {"name": "evil.py:make"}}, "dashboard runs zoo models"),
+    ({"model": {"name": "os:system", "kwargs": {"command": "touch /tmp/pwned"}}}, "dashboard runs zoo models"),
     ({"data": {"name": "npz", "path": "/etc/data.npz"}}, "outside the run directories"),
     ({"baseline": {"load": "../weights.safetensors"}}, "outside the run directories"),
     ({"train": {"epochs": -1}}, "train.epochs"),

@@ -14,7 +14,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from prunekit.cli.console import console, errors, fail
+from prunekit.cli.console import TRUST_CODE_HELP, console, errors, fail
 
 
 def _shorten(text: str, width: int = 72) -> str:
@@ -32,6 +32,7 @@ def explain(
     round_to: Annotated[int, typer.Option(help="keep a multiple of this many channels")] = 1,
     ignore: Annotated[str, typer.Option(help="comma-separated modules to keep whole")] = "",
     weights: Annotated[Path | None, typer.Option(help="safetensors weights to score")] = None,
+    trust_code: Annotated[bool, typer.Option("--trust-code", help=TRUST_CODE_HELP)] = False,
 ) -> None:
     """Show the groups, scores and pins structured pruning finds; changes nothing."""
     import torch
@@ -43,7 +44,7 @@ def explain(
 
     try:
         shape = parse_shape(input_shape)
-        net = build_model(model)
+        net = build_model(model, trust_code=trust_code)
         if weights is not None:
             if not weights.is_file():
                 raise FileNotFoundError(f"weights file {str(weights)!r} does not exist")

@@ -79,7 +79,7 @@ def _check_paths(recipe: Any, roots: list[Path]) -> None:
 
 def parse_launch(text: str, roots: list[Path]) -> Any:
     """The recipe in ``text``, validated and checked for what the dashboard may not run."""
-    from prunekit.recipe import RecipeError, parse_recipe
+    from prunekit.recipe import RecipeError, UntrustedRecipeError, parse_recipe
 
     if len(text.encode()) > MAX_RECIPE_BYTES:
         raise LaunchError(f"the recipe is over {MAX_RECIPE_BYTES // 1024} KB; a recipe is a "
@@ -92,14 +92,13 @@ def parse_launch(text: str, roots: list[Path]) -> Any:
         raise LaunchError(f"the recipe is not valid YAML{where}; fix the syntax there") from None
     try:
         recipe = parse_recipe(data, "recipe")
+    except UntrustedRecipeError as exc:
+        cause = str(exc).partition(", and importing it runs that code")[0]
+        raise LaunchError(f"{cause}; the dashboard runs zoo models and built-in losses only (it "
+                          "never trusts code): run it yourself with `prunekit run --trust-code` "
+                          "if you trust it") from None
     except RecipeError as exc:
         raise LaunchError(str(exc)) from None
-    models = [recipe.model.name] + [v.model.name for v in recipe.variants if v.model]
-    code = [name for name in models if ":" in name]
-    if code:
-        raise LaunchError(f"model {code[0]!r} is code from a file; the dashboard launches zoo "
-                          "models only (it never passes --trust-code): run it yourself with "
-                          "`prunekit run`")
     _check_paths(recipe, roots)
     return recipe
 

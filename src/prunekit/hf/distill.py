@@ -141,8 +141,6 @@ def distill(
                     loss = _encoder_loss(output, target, mask)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if enforcement:
-                    enforcement.on_before_step(step, student, optimizer)
                 optimizer.step()
                 losses.append(float(loss.detach()))
                 bar.update(task, advance=1)

@@ -306,6 +306,9 @@ def graph_and_scores(
 ) -> tuple[tuple[Tensor, ...], DependencyGraph, UnitScores]:
     """The inputs as a tuple, the dependency graph and every unit's score (on one thread)."""
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+    if data is not None and not isinstance(data, (ScoringData, Sequence)):
+        raise TypeError(f"data is the scoring batches (ScoringData or a list of (x, y)), not a "
+                        f"{type(data).__name__}; for a Dataset pass its batches")
     scoring = data if isinstance(data, ScoringData) else ScoringData(tuple(data or ()))
     with single_thread():
         graph = build_graph(model, inputs, ignore=ignore)
