@@ -26,5 +26,8 @@ def test_plots_follow_what_was_measured() -> None:
     assert measured.count("<img") == 3
     masked = render_html([ROW, {**ROW, "name": "masked"}], "t")  # no layer shrunk: no chart
     assert "channels kept" not in masked and masked.count("<img") == 2
+    regression = render_html([{**ROW, "task": "regression", "r2": 0.9},
+                              {**ROW, "name": "v", "task": "regression", "r2": 0.8}], "t")
+    assert "R² against latency" in regression and "accuracy against" not in regression
     blind = render_html([{**ROW, "accuracy": math.nan}, {**ROW, "name": "v", "accuracy": math.nan}], "t")
     assert "accuracy against" not in blind and "cost against baseline" in blind

@@ -138,16 +138,23 @@ def _prune_unstructured(model: nn.Module, choice: Choice) -> dict[str, Any]:
         layers = prune_by_ratio(model, choice.amount, scope=choice.scope,
                                 criterion=choice.criterion)
     else:
-        unknown = sorted(set(choice.amounts) - set(names))
-        if unknown:
-            raise ValueError(f"no prunable layer {unknown[0]!r}; the layers are {names}")
         layers = {}
-        for name, ratio in choice.amounts.items():
-            others = [n for n in names if n != name]
+        for key, ratio in choice.amounts.items():
+            chosen = _tensors_of(key, names)  # the page names layers; a tensor name works too
+            others = [n for n in names if n not in chosen]
             layers |= prune_by_ratio(model, ratio, scope="layer", criterion=choice.criterion,
                                      ignore=others)
     strip(model)
     return {"layer_sparsity": layers}
+
+
+def _tensors_of(key: str, names: list[str]) -> list[str]:
+    """The prunable tensors ``key`` names: itself, or every one of the layer ``key``."""
+    chosen = [key] if key in names else [n for n in names if n.rpartition(".")[0] == key]
+    if not chosen:
+        layers = sorted({n.rpartition(".")[0] for n in names})
+        raise ValueError(f"no prunable layer {key!r}; the layers are {layers}")
+    return chosen
 
 
 def apply_choice(subject: Subject, choice: Choice) -> tuple[nn.Module, dict[str, Any]]:

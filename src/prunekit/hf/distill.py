@@ -23,7 +23,7 @@ deterministic outputs.
 ...     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=50)).eval()
 >>> student = copy.deepcopy(teacher)
 >>> with torch.no_grad():
-...     student.model.layers[0].mlp.up_proj.weight.mul_(0.0)
+...     _ = student.model.layers[0].mlp.up_proj.weight.mul_(0.0)
 >>> batches = [{"input_ids": torch.randint(0, 50, (4, 16))}]
 >>> report = distill(student, teacher, batches, steps=20, lr=1e-2, progress=False)
 >>> report.final_loss < report.initial_loss

@@ -36,6 +36,7 @@ from prunekit.hf.architectures import decoder_layers, linear_layers, weight_rows
 from prunekit.hf.layerwise import Batch, LayerInputs, capture_layer_inputs, run_layer
 from prunekit.hf.row_pruning import Target, row_keep_mask, wanda_scores
 from prunekit.hf.sparsegpt import sparsegpt_prune
+from prunekit.modes import eval_mode
 from prunekit.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -169,13 +170,12 @@ def prune_oneshot(
     """
     base = check_options(method, sparsity, nm, allocation)
     start = time.perf_counter()
-    was_training = model.training
-    model.eval()
-    layers = decoder_layers(model)
-    targets = _targets(model, batches, base, allocation, owl_strength)
-    report = OneShotReport(method, str(base), allocation, layer_targets=[t.fraction for t in targets])
-    inputs = None if method == "magnitude" else capture_layer_inputs(model, batches)
-    try:
+    with eval_mode(model):
+        layers = decoder_layers(model)
+        targets = _targets(model, batches, base, allocation, owl_strength)
+        report = OneShotReport(method, str(base), allocation,
+                               layer_targets=[t.fraction for t in targets])
+        inputs = None if method == "magnitude" else capture_layer_inputs(model, batches)
         with progress_bar(progress) as bar:
             task = bar.add_task(f"{method} {base}", total=len(layers))
             for index, (layer, target) in enumerate(zip(layers, targets)):
@@ -192,8 +192,6 @@ def prune_oneshot(
                 if inputs is not None and index + 1 < len(layers):
                     inputs = inputs.with_hidden(run_layer(layer, inputs))
                 bar.update(task, advance=1)
-    finally:
-        model.train(was_training)
     report.seconds = time.perf_counter() - start
     log.info("%s %s: %.1f%% of %d weights pruned in %.1fs", method, base,
              100 * report.sparsity, report.total, report.seconds)  # fmt: skip

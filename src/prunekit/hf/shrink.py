@@ -42,6 +42,7 @@ from prunekit.hf.architectures import decoder_layers, ffn_width, head_layout
 from prunekit.hf.importance import UNIT_CRITERIA, layer_distances, unit_scores
 from prunekit.hf.layerwise import Batch
 from prunekit.hf.rewrite import keep_ffn_units, keep_heads, keep_layers, layer_shapes, sync_config
+from prunekit.modes import eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -143,33 +144,31 @@ def shrink(
     count = len(decoder_layers(model))
     if not 0 <= layers < count:
         raise ValueError(f"--layers must be in [0, {count - 1}] for this {count}-layer model")
-    was_training = model.training
-    model.eval()
-    report = ShrinkReport(params_before=sum(p.numel() for p in model.parameters()))
-    report.heads_total = sum(head_layout(model, i).query_heads for i in range(count))
-    report.ffn_total = sum(ffn_width(model, i) for i in range(count))
-    scores = unit_scores(model, batches, criterion) if heads or ffn else None
-    if layers:
-        report.layer_distances = layer_distances(model, batches)
-    if heads:
-        for index, keep in enumerate(_plan_heads(model, scores.heads, heads, uniform)):
-            keep_heads(model, index, keep)
-    if ffn:
-        for index, keep in enumerate(_ffn_plan(scores.ffn, ffn, uniform)):
-            keep_ffn_units(model, index, torch.tensor(keep))
-    width = layer_shapes(model)  # heads and units removed are counted before any layer goes
-    report.heads_removed = report.heads_total - sum(s["query_heads"] for s in width)
-    report.ffn_removed = report.ffn_total - sum(s["ffn"] for s in width)
-    if layers:
-        ranked = sorted(range(count), key=lambda i: report.layer_distances[i])
-        report.layers_removed = sorted(ranked[:layers])
-        keep_layers(model, [i for i in range(count) if i not in report.layers_removed])
-    report.shapes = layer_shapes(model)
-    report.config_describes_model = sync_config(model)
-    report.params_after = sum(p.numel() for p in model.parameters())
-    if heads and not math.isclose(report.heads_removed / report.heads_total, heads, abs_tol=0.05):
-        log.warning("removed %d of %d heads (%.0f%%), the nearest GQA allows to %.0f%%",
-                    report.heads_removed, report.heads_total,
-                    100 * report.heads_removed / report.heads_total, 100 * heads)  # fmt: skip
-    model.train(was_training)
+    with eval_mode(model):  # removal rewrites layers; each position gets its mode back
+        report = ShrinkReport(params_before=sum(p.numel() for p in model.parameters()))
+        report.heads_total = sum(head_layout(model, i).query_heads for i in range(count))
+        report.ffn_total = sum(ffn_width(model, i) for i in range(count))
+        scores = unit_scores(model, batches, criterion) if heads or ffn else None
+        if layers:
+            report.layer_distances = layer_distances(model, batches)
+        if heads:
+            for index, keep in enumerate(_plan_heads(model, scores.heads, heads, uniform)):
+                keep_heads(model, index, keep)
+        if ffn:
+            for index, keep in enumerate(_ffn_plan(scores.ffn, ffn, uniform)):
+                keep_ffn_units(model, index, torch.tensor(keep))
+        width = layer_shapes(model)  # heads and units removed are counted before any layer goes
+        report.heads_removed = report.heads_total - sum(s["query_heads"] for s in width)
+        report.ffn_removed = report.ffn_total - sum(s["ffn"] for s in width)
+        if layers:
+            ranked = sorted(range(count), key=lambda i: report.layer_distances[i])
+            report.layers_removed = sorted(ranked[:layers])
+            keep_layers(model, [i for i in range(count) if i not in report.layers_removed])
+        report.shapes = layer_shapes(model)
+        report.config_describes_model = sync_config(model)
+        report.params_after = sum(p.numel() for p in model.parameters())
+        if heads and not math.isclose(report.heads_removed / report.heads_total, heads, abs_tol=0.05):
+            log.warning("removed %d of %d heads (%.0f%%), the nearest GQA allows to %.0f%%",
+                        report.heads_removed, report.heads_total,
+                        100 * report.heads_removed / report.heads_total, 100 * heads)  # fmt: skip
     return report

@@ -27,16 +27,15 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.latency import fixed_threads, interleaved_times
+from prunekit.modes import eval_mode
 
 
 @torch.no_grad()
 def perplexity(model: nn.Module, windows: Tensor, *, batch_size: int = 8) -> float:
     """Perplexity of a causal LM over ``windows`` ``(n, seq_len)``: every token after the first
     of each window is predicted from the ones before it."""
-    was_training = model.training
-    model.eval()
     total, count = 0.0, 0
-    try:
+    with eval_mode(model):
         for chunk in windows.split(batch_size):
             logits = model(input_ids=chunk, use_cache=False).logits[:, :-1]
             targets = chunk[:, 1:]
@@ -45,8 +44,6 @@ def perplexity(model: nn.Module, windows: Tensor, *, batch_size: int = 8) -> flo
             )
             total += float(loss)
             count += targets.numel()
-    finally:
-        model.train(was_training)
     return math.exp(total / count)
 
 

@@ -18,6 +18,7 @@ from prunekit.report.plots import (
     accuracy_vs_costs,
     channels_kept_bars,
     cost_bars,
+    headline,
     layer_sparsity_bars,
 )
 from prunekit.report.table import _measured, cells
@@ -50,11 +51,13 @@ def table_cells(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[st
 
 
 def _figures(rows: Sequence[dict[str, Any]]) -> str:
-    if any(_measured(r.get("accuracy")) for r in rows):
-        figures = _img(accuracy_vs_costs(rows), "accuracy against latency, file size, MACs and "
+    key, _, label = headline(rows)
+    name = label.removeprefix("test ").split(" (")[0]  # "accuracy", "R²", "PSNR"
+    if any(_measured(r.get(key)) for r in rows):
+        figures = _img(accuracy_vs_costs(rows), f"{name} against latency, file size, MACs and "
                        "weights removed (◆ dense baseline, dashed: Pareto front)")
     else:
-        figures = _img(cost_bars(rows), f"cost against {rows[0]['name']} (accuracy not measured)")
+        figures = _img(cost_bars(rows), f"cost against {rows[0]['name']} ({key} not measured)")
     if rows[0].get("layer_sparsity"):
         figures += _img(layer_sparsity_bars(rows), "per-layer sparsity")
     if any(e.get("out_channels") != e.get("original_out_channels")

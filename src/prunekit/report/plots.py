@@ -32,6 +32,23 @@ COSTS: list[tuple[str, Callable[[Row, Row], float]]] = [
 ]
 """The x axes of :func:`accuracy_vs_costs`: one panel per way a variant can be cheaper."""
 
+HEADLINE: dict[str, tuple[str, float, str]] = {
+    "classification": ("accuracy", 100.0, "test accuracy (%)"),
+    "multilabel": ("accuracy", 100.0, "label accuracy (%)"),
+    "regression": ("r2", 1.0, "test R²"),
+    "reconstruction": ("psnr", 1.0, "test PSNR (dB)"),
+}
+"""Each task's headline metric (:mod:`prunekit.tasks`, first metric): key, scale, axis label."""
+
+
+def headline(rows: Sequence[Row]) -> tuple[str, float, str]:
+    """The metric the rows' task is judged by (rows without a ``task`` are classification).
+
+    >>> headline([{"task": "regression"}])
+    ('r2', 1.0, 'test R²')
+    """
+    return HEADLINE.get(rows[0].get("task") or "classification", HEADLINE["classification"])
+
 
 def removed_or_zero(row: Row, base: Row) -> float:
     """Fraction of the baseline's parameters that ``row`` removed or holds at zero.
@@ -63,13 +80,15 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
 
 
 def accuracy_vs_costs(rows: Sequence[Row]) -> bytes:
-    """Accuracy against latency, file size, MACs and weights removed: each variant a point,
-    the dense baseline (first row) a black diamond, the Pareto front a dashed staircase."""
+    """The task's headline metric (accuracy, R², PSNR) against latency, file size, MACs and
+    weights removed: each variant a point, the dense baseline (first row) a black diamond, the
+    Pareto front a dashed staircase."""
     base = rows[0]
+    key, scale, metric_label = headline(rows)
     figure, panels = plt.subplots(2, 2, figsize=(10, 7))
     for axes, (label, cost) in zip(panels.flat, COSTS):
-        points = [(cost(r, base), 100 * r["accuracy"], r["name"]) for r in rows
-                  if measured(r.get("accuracy"))]
+        points = [(cost(r, base), scale * r[key], r["name"]) for r in rows
+                  if measured(r.get(key))]
         for i, (x, y, name) in enumerate(points):
             if i == 0:
                 axes.scatter(x, y, marker="D", s=60, color="black", zorder=3, label="dense baseline")
@@ -80,9 +99,10 @@ def accuracy_vs_costs(rows: Sequence[Row]) -> bytes:
         if len(front) > 1:
             axes.step(*zip(*front), where="post", color="grey", lw=0.9, ls="--",
                       label="Pareto front")
-        axes.axhline(100 * base["accuracy"], color="black", lw=0.6, ls=":")
+        if measured(base.get(key)):
+            axes.axhline(scale * base[key], color="black", lw=0.6, ls=":")
         axes.set_xlabel(label)
-        axes.set_ylabel("test accuracy (%)")
+        axes.set_ylabel(metric_label)
         axes.grid(alpha=0.3)
     panels.flat[0].legend(loc="lower right", fontsize=8)
     figure.tight_layout()

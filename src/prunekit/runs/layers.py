@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from prunekit.latency import fixed_threads
+from prunekit.modes import eval_mode
 
 Row = dict[str, Any]
 
@@ -90,11 +91,8 @@ def exclusive(values: Mapping[str, float], names: list[str]) -> dict[str, float]
 @torch.no_grad()
 def layer_macs(model: nn.Module, example_input: Tensor) -> dict[str, int]:
     """Multiply-accumulates of each module's own ops in one forward pass (flop counter ÷ 2)."""
-    was_training = model.training
-    model.eval()
-    with FlopCounterMode(display=False) as counter:
+    with eval_mode(model), FlopCounterMode(display=False) as counter:
         model(example_input)
-    model.train(was_training)
     macs = {}
     for key, ops in counter.get_flop_counts().items():
         _, _, name = key.partition(".")  # keys are "<RootClass>.<module path>"
@@ -171,10 +169,8 @@ def layer_latency(
         handles.append(module.register_forward_hook(after(name)))
     samples: dict[str, list[float]] = {name: [] for name, _ in layers}
     totals: list[float] = []
-    was_training = model.training
-    model.eval()
     try:
-        with fixed_threads(threads):
+        with eval_mode(model), fixed_threads(threads):
             for index in range(warmup + repeats):
                 spent.clear()
                 start = time.perf_counter()
@@ -187,7 +183,6 @@ def layer_latency(
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     whole = statistics.median(totals)
     return {name: {"latency_ms": 1e3 * statistics.median(values),
                    "latency_share": statistics.median(values) / whole if whole else 0.0}

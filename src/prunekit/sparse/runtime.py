@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.latency import interleaved_medians, repeats_for
+from prunekit.modes import eval_mode
 from prunekit.sparse.kernels import kernel_library
 from prunekit.sparse.layers import SparseConv2d, SparseLinear
 from prunekit.sparse.tuning import KernelTuning, kernel_tuning
@@ -275,16 +276,11 @@ def _faster_end_to_end(
     original: nn.Module, deployed: nn.Module, x: Tensor, budget_ms: float
 ) -> bool:
     """The whole-model safety net: small models take many rounds to rise above the noise."""
-    was_training = original.training
-    original.eval()
     runs = {"dense": lambda: original(x), "sparse": lambda: deployed(x)}
-    try:
-        with torch.inference_mode():
-            scale = interleaved_medians(runs, repeats=3)
-            rounds = repeats_for(2 * sum(scale.values()), budget_ms=budget_ms, low=9, high=201)
-            medians = interleaved_medians(runs, repeats=rounds, untimed_per_turn=1)
-    finally:
-        original.train(was_training)
+    with eval_mode(original), torch.inference_mode():
+        scale = interleaved_medians(runs, repeats=3)
+        rounds = repeats_for(2 * sum(scale.values()), budget_ms=budget_ms, low=9, high=201)
+        medians = interleaved_medians(runs, repeats=rounds, untimed_per_turn=1)
     return medians["sparse"] <= medians["dense"]
 
 

@@ -30,8 +30,10 @@ pass takes milliseconds; measuring the table is the opt-in cost.
 ...                     nn.ReLU(), nn.Flatten(), nn.Linear(32 * 12 * 12, 10))
 >>> x = torch.randn(4, 3, 16, 16)
 >>> table = measure_latency_table(net, x, configs=6, repeats=2)
->>> report = prune_for_latency(net, x, table, max_latency=0.7)
->>> report.estimated_latency_fraction <= 0.7, net(x).shape
+>>> from prunekit.evaluate import count_macs
+>>> dense_macs = count_macs(net, x)
+>>> report = prune_for_latency(net, x, table, max_macs=0.5)  # or max_latency=0.7 (of dense)
+>>> count_macs(net, x) <= 0.5 * dense_macs, net(x).shape
 (True, torch.Size([4, 10]))
 """
 

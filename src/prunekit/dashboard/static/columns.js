@@ -4,9 +4,27 @@ import {dash, fmt, measured} from "./dom.js";
 
 const speedup = (r, b, key = "latency_ms") => (measured(r[key]) && r[key] > 0 ? fmt.ratio(b.latency_ms / r[key]) : dash);
 
-export const COLUMNS = [
-  ["accuracy %", (r) => fmt.pct(r.accuracy)],
-  ["Δ acc (pt)", (r, b) => (measured(r.accuracy) && measured(b.accuracy) ? fmt.signed(100 * (r.accuracy - b.accuracy)) : dash)],
+// Each task's headline metric (prunekit.tasks, as prunekit.report.plots.HEADLINE): the report
+// judges a regression model by R² and an autoencoder by PSNR, not by an accuracy it has not.
+const HEADLINES = {
+  classification: {key: "accuracy", scale: 100, label: "accuracy %", delta: "Δ acc (pt)"},
+  multilabel: {key: "accuracy", scale: 100, label: "label accuracy %", delta: "Δ acc (pt)"},
+  regression: {key: "r2", scale: 1, label: "R²", delta: "Δ R²"},
+  reconstruction: {key: "psnr", scale: 1, label: "PSNR dB", delta: "Δ PSNR dB"},
+};
+
+export const headline = (rows) => HEADLINES[(rows[0] || {}).task] || HEADLINES.classification;
+
+function metricColumns(rows) {
+  const {key, scale, label, delta} = headline(rows);
+  const value = (v) => (measured(v) ? (scale * v).toFixed(scale === 100 ? 2 : 4) : dash);
+  return [
+    [label, (r) => value(r[key])],
+    [delta, (r, b) => (measured(r[key]) && measured(b[key]) ? fmt.signed(scale * (r[key] - b[key])) : dash)],
+  ];
+}
+
+const COSTS = [
   ["latency ms (p50)", (r) => fmt.ms(r.latency_ms)],
   ["latency ms (p95)", (r) => fmt.ms(r.latency_p95_ms)],
   ["speed-up", (r, b) => speedup(r, b)],
@@ -25,7 +43,7 @@ const OPTIONAL = [
 ];
 
 export function columnsFor(rows) {
-  return [...COLUMNS, ...OPTIONAL.filter(([key]) => rows.some((r) => key in r)).map(([, name, f]) => [name, f])];
+  return [...metricColumns(rows), ...COSTS, ...OPTIONAL.filter(([key]) => rows.some((r) => key in r)).map(([, name, f]) => [name, f])];
 }
 
 // Weights removed or zeroed, against the baseline: where a structured variant really stands

@@ -1,18 +1,19 @@
 // One run: its table, Pareto plots, per-layer charts, sensitivity curves, progress, what-if.
 import {api, clear, dash, errorBox, fmt, h, measured, select, table} from "./dom.js";
-import {columnsFor, removedOrZero} from "./columns.js";
+import {columnsFor, headline, removedOrZero} from "./columns.js";
 import {bars, color, lines, scatter} from "./plots.js";
 import {whatifView} from "./whatif.js";
 
 const TABS = [["results", "Results"], ["layers", "Layers"], ["sensitivity", "Sensitivity"],
   ["whatif", "Structure & what-if"], ["progress", "Progress"]];
 
-// rows: [{label, colorIndex, isBaseline, accuracy, latency_ms, file_bytes, macs, ...}]
+// rows: [{label, colorIndex, isBaseline, task, accuracy (or r2, psnr), latency_ms, file_bytes, macs, ...}]
 export function paretoViews(rows) {
-  if (!rows.some((r) => measured(r.accuracy))) {
+  const {key, scale, label} = headline(rows);
+  if (!rows.some((r) => measured(r[key]))) {
     const base = rows[0];
     return h("div", {class: "plots", id: "pareto"},
-      h("p", {class: "muted"}, "Accuracy was not measured in this run (no data was given), so there is no accuracy front; this is what each variant costs, against the first row."),
+      h("p", {class: "muted"}, `${label} was not measured in this run (no data was given), so there is no quality front; this is what each variant costs, against the first row.`),
       bars({caption: "cost against the first row", series: rows.map((r, i) => ({name: r.label, color: color(r.colorIndex ?? i)})),
         rows: [["MACs", "macs"], ["parameters", "params"], ["latency p50", "latency_ms"], ["file size", "file_bytes"]].map(([label, key]) => ({
           label, values: rows.map((r) => r[key] / base[key]), notes: rows.map((r) => fmt.ratio(r[key] / base[key]))})), unit: "×"}));
@@ -24,9 +25,9 @@ export function paretoViews(rows) {
     ["weights removed or zero, % of the baseline's", (r) => 100 * removedOrZero(r, r.base || rows[0])],
   ];
   return h("div", {class: "plots", id: "pareto"}, views.map(([xLabel, x]) => h("figure", {},
-    scatter({xLabel, yLabel: "accuracy %", caption: `accuracy against ${xLabel}`,
-      points: rows.map((r, i) => ({x: x(r), y: 100 * r.accuracy, label: r.label, color: color(r.colorIndex ?? i), baseline: r.isBaseline}))}),
-    h("figcaption", {}, `accuracy against ${xLabel}`))));
+    scatter({xLabel, yLabel: label, caption: `${label} against ${xLabel}`,
+      points: rows.map((r, i) => ({x: x(r), y: scale * r[key], label: r.label, color: color(r.colorIndex ?? i), baseline: r.isBaseline}))}),
+    h("figcaption", {}, `${label} against ${xLabel}`))));
 }
 
 function header(run) {
