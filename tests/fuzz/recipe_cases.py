@@ -301,7 +301,9 @@ def _code_cases(rng: random.Random, count: int) -> list[RecipeCase]:
         if spec == "subprocess:getoutput":
             kwargs = {"cmd": "touch {canary}"}
         model = {"name": spec, "kwargs": kwargs}
-        if rng.random() < 0.4:  # in a variant of its own rather than the recipe's model
+        if index % 3 == 2 and ".py" not in spec:  # a loss is imported, and so run, too
+            recipe["train"] = {**recipe.get("train", {}), "loss": spec}
+        elif rng.random() < 0.4:  # in a variant of its own rather than the recipe's model
             recipe["variants"][0].update(model=model, start="scratch")
         else:
             recipe["model"] = model
