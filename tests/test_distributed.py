@@ -1,0 +1,133 @@
+"""Two gloo processes on one machine, spawned here with torchrun's environment: the same
+training as one process, identical on every rank, and resumable after a rank is killed."""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from prunekit import distributed
+from prunekit.data import load_dataset
+from prunekit.evaluate import evaluate_accuracy, prunable_sparsity
+from prunekit.models import build_model
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(out: Path, *args: str, world: int = 2, timeout: float = 120) -> list[int]:
+    """Start ``world`` ranks of the worker; when one dies, stop the rest (as torchrun does)."""
+    port = str(_free_port())
+    procs = []
+    for r in range(world):
+        env = {**os.environ, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(world),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, str(WORKER), str(out), *args], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    deadline = time.monotonic() + timeout
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        if any(p.returncode not in (None, 0) for p in procs):
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+        time.sleep(0.1)
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+    return [p.returncode for p in procs]
+
+
+def _reference() -> dict:
+    """The same training in this process: no process group, the behaviour of one process."""
+    spec = importlib.util.spec_from_file_location("distributed_worker", WORKER)
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    return worker.train()
+
+
+def _evaluate(state: dict) -> tuple[float, float]:
+    data = load_dataset("digits")
+    model = build_model("mlp", in_features=64, hidden=(64, 32))
+    from prunekit.masks import set_mask
+
+    for key, mask in state.items():
+        if key.endswith("_mask"):
+            module, _, buffer = key.rpartition(".")
+            set_mask(model.get_submodule(module), buffer.removesuffix("_mask"), mask)
+    model.load_state_dict(state)
+    accuracy = evaluate_accuracy(model, data.x_test, data.y_test)["accuracy"]
+    return accuracy, prunable_sparsity(model)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_two_ranks_killed_and_resumed_match_each_other_and_one_process(tmp_path: Path) -> None:
+    killed = _launch(tmp_path, "1")  # rank 1 is killed at the end of epoch 1 (0-based)
+    assert killed[1] == -9 and killed[0] != 0  # rank 0 was stopped in the barrier after it
+    assert not list(tmp_path.glob("rank*.pt"))
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["next_epoch"] == 2
+
+    assert _launch(tmp_path) == [0, 0]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert [r["epochs"] for r in ranks] == [[2, 3], [2, 3]]  # resumed, not restarted
+    assert ranks[0]["world_size"] == 2
+    assert ranks[0]["after_pruning"] is not None
+    assert _same(ranks[0]["after_pruning"], ranks[1]["after_pruning"])  # bit-identical
+    assert _same(ranks[0]["final"], ranks[1]["final"])
+    assert ranks[0]["losses"] == ranks[1]["losses"]
+
+    one = _reference()
+    assert one["world_size"] == 1
+    # the same global batches: the loss curves agree up to the order of float sums
+    torch.testing.assert_close(torch.tensor(ranks[0]["losses"]), torch.tensor(one["losses"]),
+                               rtol=2e-3, atol=0)
+    accuracy2, sparsity2 = _evaluate(ranks[0]["final"])
+    accuracy1, sparsity1 = _evaluate(one["final"])
+    assert accuracy1 > 0.9
+    assert abs(accuracy2 - accuracy1) <= 0.01
+    assert sparsity2 == sparsity1 == pytest.approx(0.85, abs=1e-3)
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(distributed).failed == 0
+
+
+def test_one_process_needs_no_process_group() -> None:
+    assert not distributed.launched() and not distributed.active()
+    assert distributed.read_on_writer("/nonexistent/file") is None
+    distributed.barrier()  # nothing to wait for
+
+
+@pytest.mark.parametrize("size", [64, 37, 1])
+def test_shards_partition_each_global_batch_and_rank_0_never_starves(size: int) -> None:
+    batch = torch.randperm(100)[:size]
+    for world in (1, 2, 3, 8):
+        shares = [distributed.shard(batch, r, world) for r in range(world)]
+        assert torch.equal(torch.cat(shares), batch)  # in order, nothing lost or repeated
+        assert max(map(len, shares)) - min(map(len, shares)) <= 1
+        assert len(shares[0]) >= 1
+
+
+def test_torchrun_argv_runs_prunekit_as_a_module() -> None:
+    argv = distributed.torchrun_argv(3, ["run", "r.yaml", "--out", "o"])
+    assert argv[0] == sys.executable
+    assert argv[argv.index("--nproc-per-node") + 1] == "3"
+    assert argv[-6:] == ["-m", "prunekit", "run", "r.yaml", "--out", "o"]
