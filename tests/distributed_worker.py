@@ -18,6 +18,7 @@ import torch
 
 from prunekit import distributed
 from prunekit.data import load_dataset
+from prunekit.masks import masked_tensors
 from prunekit.models import build_model
 from prunekit.schedules import GradualPruning, agp
 from prunekit.train import fit
@@ -31,10 +32,13 @@ class Record:
 
     def __init__(self, kill_epoch: int | None) -> None:
         self.after_pruning: dict[str, torch.Tensor] | None = None
+        self.pruned_gradients = 0  # non-zero gradients of pruned weights, after DDP's average
         self.epochs: list[int] = []
         self.kill_epoch = kill_epoch
 
     def on_before_step(self, step, model, optimizer) -> None:
+        for *_, tensor, mask in masked_tensors(model):
+            self.pruned_gradients += int(torch.count_nonzero(tensor.grad[~mask]))
         # after this step's pruning (steps 5, 15, ..., 75) and its broadcast, before the update
         if step % 10 == 5 and step <= 75 and self.after_pruning is None:
             self.after_pruning = {k: v.clone() for k, v in model.state_dict().items()}
@@ -57,7 +61,8 @@ def train(checkpoint: Path | None = None, kill_epoch: int | None = None) -> dict
                   batch_size=BATCH, seed=3,
                   callbacks=[pruning, record], checkpoint=checkpoint, progress=False)
     return {"after_pruning": record.after_pruning, "final": model.state_dict(),
-            "epochs": record.epochs, "losses": [e["loss"] for e in history.epochs],
+            "epochs": record.epochs, "pruned_gradients": record.pruned_gradients,
+            "losses": [e["loss"] for e in history.epochs],
             "world_size": distributed.world_size()}
 
 

@@ -90,6 +90,7 @@ def test_two_ranks_killed_and_resumed_match_each_other_and_one_process(tmp_path:
     assert [r["epochs"] for r in ranks] == [[2, 3], [2, 3]]  # resumed, not restarted
     assert ranks[0]["world_size"] == 2
     assert ranks[0]["after_pruning"] is not None
+    assert ranks[0]["pruned_gradients"] == ranks[1]["pruned_gradients"] == 0
     assert _same(ranks[0]["after_pruning"], ranks[1]["after_pruning"])  # bit-identical
     assert _same(ranks[0]["final"], ranks[1]["final"])
     assert ranks[0]["losses"] == ranks[1]["losses"]

@@ -285,6 +285,7 @@ def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, wanted: st
             "output_sparsity": zeros_out,
             "layer_sparsity": layer_sparsity(model),
             "fingerprint": wanted,
+            "world_size": distributed.world_size(),  # the processes that trained it
         },
     ).as_row()
     return record_row(directory, row)
