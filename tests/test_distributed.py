@@ -29,13 +29,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(out: Path, *args: str, world: int = 2, timeout: float = 120) -> list[int]:
+def _launch(out: Path, *args: str, world: int = 2, timeout: float = 300,
+            backend: str = "gloo") -> list[int]:
     """Start ``world`` ranks of the worker; when one dies, stop the rest (as torchrun does)."""
     port = str(_free_port())
     procs = []
     for r in range(world):
         env = {**os.environ, "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": str(world),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1"}
+               "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+               "OMP_NUM_THREADS": "1", distributed.BACKEND_ENV: backend}
         procs.append(subprocess.Popen([sys.executable, str(WORKER), str(out), *args], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     deadline = time.monotonic() + timeout
@@ -78,6 +80,11 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _ranks(out: Path) -> list[dict]:
+    return [torch.load(out / f"rank{r}.pt", map_location="cpu", weights_only=True)
+            for r in range(2)]
+
+
 @pytest.mark.slow
 def test_two_ranks_killed_and_resumed_match_each_other_and_one_process(tmp_path: Path) -> None:
     killed = _launch(tmp_path, "1")  # rank 1 is killed at the end of epoch 1 (0-based)
@@ -86,7 +93,7 @@ def test_two_ranks_killed_and_resumed_match_each_other_and_one_process(tmp_path:
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["next_epoch"] == 2
 
     assert _launch(tmp_path) == [0, 0]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = _ranks(tmp_path)
     assert [r["epochs"] for r in ranks] == [[2, 3], [2, 3]]  # resumed, not restarted
     assert ranks[0]["world_size"] == 2
     assert ranks[0]["after_pruning"] is not None
@@ -105,6 +112,27 @@ def test_two_ranks_killed_and_resumed_match_each_other_and_one_process(tmp_path:
     assert accuracy1 > 0.9
     assert abs(accuracy2 - accuracy1) <= 0.01
     assert sparsity2 == sparsity1 == pytest.approx(0.85, abs=1e-3)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="the nccl path needs two GPUs")
+def test_nccl_ranks_on_two_gpus_agree_with_one_process(tmp_path: Path) -> None:
+    assert _launch(tmp_path, backend="nccl") == [0, 0]
+    ranks = _ranks(tmp_path)
+    assert _same(ranks[0]["final"], ranks[1]["final"])
+    assert _same(ranks[0]["after_pruning"], ranks[1]["after_pruning"])
+    accuracy2, sparsity2 = _evaluate(ranks[0]["final"])
+    accuracy1, sparsity1 = _evaluate(_reference()["final"])
+    assert abs(accuracy2 - accuracy1) <= 0.01 and sparsity2 == sparsity1
+
+
+def test_backend_is_gloo_without_gpus_and_can_be_chosen(monkeypatch) -> None:
+    if not torch.cuda.is_available():
+        assert distributed.backend() == "gloo"
+    monkeypatch.setenv(distributed.BACKEND_ENV, "nccl")
+    assert distributed.backend() == "nccl"
+    monkeypatch.setenv(distributed.BACKEND_ENV, "mpi")
+    with pytest.raises(ValueError, match="choose gloo or nccl"):
+        distributed.backend()
 
 
 def test_doctests() -> None:

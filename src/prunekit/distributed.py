@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -39,6 +40,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
 
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 """What torchrun (or Slurm/Kubernetes launching it) sets for every worker."""
@@ -58,9 +61,26 @@ def launched() -> bool:
     return all(key in os.environ for key in LAUNCH_ENV) and int(os.environ["WORLD_SIZE"]) > 1
 
 
+BACKEND_ENV = "PRUNEKIT_DISTRIBUTED_BACKEND"
+"""Set to ``gloo`` or ``nccl`` to choose the backend instead of letting prunekit choose."""
+
+
 def backend() -> str:
-    """``nccl`` where CUDA and NCCL are there, else ``gloo`` (CPU)."""
-    return "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
+    """``nccl`` where NCCL is there and every local worker has a GPU of its own, else ``gloo``
+    (the CPU); :data:`BACKEND_ENV` overrides the choice."""
+    chosen = os.environ.get(BACKEND_ENV)
+    if chosen is not None:
+        if chosen not in ("gloo", "nccl"):
+            raise ValueError(f"{BACKEND_ENV}={chosen!r}: choose gloo or nccl")
+        return chosen
+    local_workers = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if dist.is_nccl_available() and gpus >= local_workers:
+        return "nccl"
+    if gpus:
+        log.warning("%d local workers but %d GPUs: training on the CPU with gloo", local_workers,
+                    gpus)
+    return "gloo"
 
 
 def init_from_env(timeout_s: float = 1800.0) -> bool:
@@ -148,7 +168,8 @@ def _state_tensors(model: nn.Module) -> list[Tensor]:
 def broadcast_module(model: nn.Module, src: int = 0) -> None:
     """Overwrite every parameter and buffer (masks, BatchNorm statistics) with rank ``src``'s.
 
-    Tensors are sent flat, one message per dtype; a bool mask travels as bytes.
+    Tensors are sent flat, one message per dtype, from this rank's device (nccl sends GPU
+    tensors only, so a model on the CPU is sent through the GPU); a bool mask travels as bytes.
     """
     if not active():
         return
@@ -156,7 +177,7 @@ def broadcast_module(model: nn.Module, src: int = 0) -> None:
     for tensor in _state_tensors(model):
         groups.setdefault(tensor.dtype, []).append(tensor)
     for dtype, tensors in groups.items():
-        flat = torch.cat([t.reshape(-1) for t in tensors])
+        flat = torch.cat([t.reshape(-1).to(device()) for t in tensors])
         wire = flat.view(torch.uint8) if dtype == torch.bool else flat
         dist.broadcast(wire, src)
         offset = 0

@@ -364,7 +364,8 @@ def run_recipe(
     """Run every stage of ``recipe`` and write the report to ``out_dir``; return the rows.
 
     A model named as code (``file.py:factory``) and a ``package.module:function`` loss are
-    imported, and so run, only with ``trust_code=True``.
+    imported, and so run, only with ``trust_code=True``. Under torchrun every worker calls it
+    and it joins their process group; each returns the same rows.
 
     >>> from prunekit.recipe import parse_recipe
     >>> r = parse_recipe({"name": "t", "data": {"name": "digits"},
@@ -375,6 +376,7 @@ def run_recipe(
     'baseline'
     """
     out = Path(out_dir)
+    distributed.init_from_env()  # under torchrun: join its workers (a no-op otherwise)
     distributed.on_writer(lambda: _prepare(out, recipe))
     data = load_data(recipe)
     identity = _identity(recipe, data, trust_code)
