@@ -377,8 +377,9 @@ def run_recipe(
     """
     out = Path(out_dir)
     distributed.init_from_env()  # under torchrun: join its workers (a no-op otherwise)
-    distributed.on_writer(lambda: _prepare(out, recipe))
+    distributed.on_writer(lambda: str(output_folder(out)))  # made, or one line saying why not
     data = load_data(recipe)
+    distributed.on_writer(lambda: _prepare(out, recipe))
     identity = _identity(recipe, data, trust_code)
     with _recording(out, recipe, fingerprint(identity, recipe)) as run:
         ctx = RunContext(recipe, data, out, progress, run, trust_code, identity)
@@ -388,7 +389,6 @@ def run_recipe(
 
 
 def _prepare(out: Path, recipe: Recipe) -> None:
-    output_folder(out)
     for stray in remove_stray_temporaries(out):
         log.warning("removed %s, left half-written by an interrupted run", stray)
     write_text_atomic(out / "recipe.json", recipe.model_dump_json(indent=2) + "\n")

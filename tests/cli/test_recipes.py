@@ -27,6 +27,10 @@ RECIPE = {
             "kind": "agp", "initial_sparsity": 0.0, "final_sparsity": 0.8, "begin_step": 0,
             "end_step": 20, "frequency": 5}}}}]},
         {"name": "narrow", "stages": [{"structured": {"ratio": 0.25}}, {"train": {"epochs": 1}}]},
+        {"name": "rounds", "stages": [{"iterative": {"final_sparsity": 0.75, "rounds": 2,
+                                                     "train": {"epochs": 1}}}]},
+        {"name": "taught", "stages": [{"prune": {"sparsity": 0.6}},
+                                      {"train": {"epochs": 1, "distill": True}}]},
     ],
 }
 
@@ -45,8 +49,10 @@ def test_nproc_2_runs_the_recipe_once_and_a_single_process_reuses_it(tmp_path: P
     report = json.loads((out / "report.json").read_text())
     assert report["world_size"] == 2
     rows = {row["name"]: row for row in report["rows"]}
-    assert [row["world_size"] for row in rows.values()] == [2, 2, 2]
+    assert [row["world_size"] for row in rows.values()] == [2] * 5
     assert rows["gradual"]["sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert rows["rounds"]["sparsity"] == pytest.approx(0.75, abs=1e-3)
+    assert rows["taught"]["sparsity"] == pytest.approx(0.6, abs=1e-3)
     assert rows["narrow"]["params"] < rows["baseline"]["params"]
     assert rows["baseline"]["accuracy"] > 0.85
     with sqlite3.connect(out / "runs.sqlite") as db:  # one run recorded, by one writer
