@@ -2,9 +2,10 @@
 ``prunekit.train.fit``, launched by tests/test_distributed.py with torchrun's environment (or
 imported and run in one process for the reference).
 
-``python distributed_worker.py OUT [KILL_EPOCH]`` writes ``OUT/rank<r>.pt``: the weights and
+``python distributed_worker.py OUT [KILL_EPOCH KILL_RANK]`` writes ``OUT/rank<r>.pt``: the weights and
 masks right after the first pruning step, the final weights, the epochs this launch trained and
-the loss history. Rank 0 writes ``OUT/checkpoint.pt`` after every epoch. With ``KILL_EPOCH``, rank 1 kills itself (SIGKILL) at that epoch's end.
+the loss history. Rank 0 writes ``OUT/checkpoint.pt`` after every epoch. With ``KILL_EPOCH``, rank ``KILL_RANK`` kills itself (SIGKILL) at that epoch's end, before
+the epoch's checkpoint is written.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ BATCH = 64  # global; digits has 1,437 training samples, so the last batch is un
 class Record:
     """Keeps the state after this launch's first pruning step and the epochs it trains."""
 
-    def __init__(self, kill_epoch: int | None) -> None:
+    def __init__(self, kill_epoch: int | None, kill_rank: int | None) -> None:
         self.after_pruning: dict[str, torch.Tensor] | None = None
         self.pruned_gradients = 0  # non-zero gradients of pruned weights, after DDP's average
         self.epochs: list[int] = []
-        self.kill_epoch = kill_epoch
+        self.kill_epoch, self.kill_rank = kill_epoch, kill_rank
 
     def on_before_step(self, step, model, optimizer) -> None:
         for *_, tensor, mask in masked_tensors(model):
@@ -45,16 +46,18 @@ class Record:
 
     def on_epoch_end(self, epoch, model) -> None:
         self.epochs.append(epoch)
-        if epoch == self.kill_epoch and distributed.rank() == 1:
+        if epoch == self.kill_epoch and distributed.rank() == self.kill_rank:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def train(checkpoint: Path | None = None, kill_epoch: int | None = None) -> dict:
+def train(
+    checkpoint: Path | None = None, kill_epoch: int | None = None, kill_rank: int | None = None
+) -> dict:
     """Train and return what a rank reports (see the module docstring)."""
     data = load_dataset("digits")
     torch.manual_seed(0)
     model = build_model("mlp", in_features=64, hidden=(64, 32))
-    record = Record(kill_epoch)
+    record = Record(kill_epoch, kill_rank)
     # 23 steps an epoch: pruning goes on in every epoch, so a resumed launch prunes too
     pruning = GradualPruning(agp(0.3, 0.85, begin_step=5, end_step=75, frequency=10))
     history = fit(model, data.x_train, data.y_train, epochs=EPOCHS, lr=1e-2,
@@ -68,8 +71,8 @@ def train(checkpoint: Path | None = None, kill_epoch: int | None = None) -> dict
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])
-    kill = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    kill = [int(a) for a in sys.argv[2:4]] or [None, None]
     distributed.init_from_env(timeout_s=60)
-    result = train(out / "checkpoint.pt", kill)
+    result = train(out / "checkpoint.pt", *kill)
     torch.save(result, out / f"rank{distributed.rank()}.pt")
     distributed.shutdown()

@@ -7,6 +7,7 @@ the recipe together (:mod:`prunekit.distributed`) and rank 0 alone prints.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -53,23 +54,25 @@ def run(
     if nproc > 1:
         if distributed.launched():
             fail("--nproc starts torchrun itself; drop it when launching with torchrun")
-        command = ["run", str(recipe), "--out", str(out), *(["--quiet"] * quiet),
-                   *(["--trust-code"] * trust_code)]
+        verbose = logging.getLogger().isEnabledFor(logging.INFO)  # `prunekit -v run ...`
+        command = [*(["-v"] * verbose), "run", str(recipe), "--out", str(out),
+                   *(["--quiet"] * quiet), *(["--trust-code"] * trust_code)]
         argv = distributed.torchrun_argv(nproc, command)
         os.execv(argv[0], argv)
+    distributed.init_from_env()
+    writer = distributed.is_writer()
+    who = "" if writer else f"rank {distributed.rank()}: "  # rank 0's lines are the run's own
     try:
-        distributed.init_from_env()
-        writer = distributed.is_writer()
         rows = run_recipe(spec, out, progress=not quiet, trust_code=trust_code)
     except distributed.WriterFailed:  # rank 0 has said why, once
         raise typer.Exit(code=2) from None
-    except (ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
+    except (ValueError, FileNotFoundError, distributed.RankMismatch) as exc:
+        fail(who + str(exc))
     except OSError as exc:  # a full disk or a folder made read-only mid-run
         where = f" {exc.filename}" if exc.filename else ""
         fail(
-            f"cannot write{where}: {exc.strerror or exc}; free space or choose another --out "
-            "(files already written are intact: rerun to resume)"
+            f"{who}cannot write{where}: {exc.strerror or exc}; free space or choose another "
+            "--out (files already written are intact: rerun to resume)"
         )
     finally:
         distributed.shutdown()
