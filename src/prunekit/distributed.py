@@ -135,13 +135,14 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shard(indices: Tensor, rank_: int, world: int) -> Tensor:
-    """Rank ``rank_``'s contiguous share of one global batch of ``indices``.
+def shard(indices: Tensor, part: int, parts: int) -> Tensor:
+    """Share ``part`` of ``parts`` (a rank's, of the world's) of one global batch of
+    ``indices``, contiguous.
 
     Shares differ by at most one sample, the first ranks taking the larger ones, so rank 0
     always has one whenever the batch is not empty.
     """
-    return torch.tensor_split(indices, world)[rank_]
+    return torch.tensor_split(indices, parts)[part]
 
 
 def wrap(model: nn.Module) -> nn.Module:
