@@ -180,6 +180,12 @@ def hold_masks(model: nn.Module) -> int:
     return held
 
 
+def generation() -> int:
+    """A counter that changes whenever any mask is set, held or stripped: a loop compares it
+    before and after a callback to know whether pruning happened."""
+    return _generation
+
+
 def _masked_params(optimizer: torch.optim.Optimizer) -> list[tuple[weakref.ref, str]]:
     """The (module, name) of every masked parameter ``optimizer`` steps, cached until a mask
     changes or the optimizer gains parameters."""

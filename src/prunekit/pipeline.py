@@ -9,10 +9,15 @@ the baseline depends on (settings, data, seed, user code, prunekit's version) re
 
 Before any training, a run checks what it can: that the output folder can be written, that the
 data loads, that the model builds and takes one batch of the data. Each failure is one line.
+
+Launched by ``torchrun``, every rank runs the same stages (training under DDP, see
+:func:`prunekit.train.fit`) and adopts rank 0's model after each pruning step; rank 0 alone
+reads what a rerun reuses, writes every file, evaluates and times (:mod:`prunekit.distributed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.metadata
 import logging
@@ -24,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunekit import distributed
 from prunekit.data import Dataset
 from prunekit.evaluate import layer_sparsity, measure
 from prunekit.io import remove_stray_temporaries, write_text_atomic
@@ -52,7 +58,7 @@ from prunekit.resume import (
     record_row,
     tensors_digest,
 )
-from prunekit.runs import RunRecorder, recording
+from prunekit.runs import RunRecorder, RunStore, recording
 from prunekit.runs.layers import layer_profiles, without_timing
 from prunekit.sparse.storage import StorageError, load_state_dict
 from prunekit.tasks import get_task
@@ -215,6 +221,7 @@ def _iterate(ctx: RunContext, model: nn.Module, spec: IterativeSpec, label: str)
     retrain = TrainStage(**spec.train.model_dump(exclude_none=True))
     for round_index, target in enumerate(targets):
         unstructured.prune_by_ratio(model, target, scope=spec.scope, criterion=spec.criterion)
+        distributed.adopt_writer_model(model, f"{label} round {round_index + 1}")
         _train(ctx, model, retrain, f"{label} round {round_index + 1}/{len(targets)}", round_index)
 
 
@@ -232,6 +239,7 @@ def _run_stages(ctx: RunContext, model: nn.Module, variant: VariantSpec) -> None
             _iterate(ctx, model, stage.iterative, label)
         elif stage.structured is not None:
             _prune_structured(ctx, model, stage.structured)
+        distributed.adopt_writer_model(model, label)
 
 
 def _prune_structured(ctx: RunContext, model: nn.Module, spec: StructuredSpec) -> None:
@@ -277,6 +285,7 @@ def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, wanted: st
             "output_sparsity": zeros_out,
             "layer_sparsity": layer_sparsity(model),
             "fingerprint": wanted,
+            "world_size": distributed.world_size(),  # the processes that trained it
         },
     ).as_row()
     return record_row(directory, row)
@@ -285,35 +294,47 @@ def _measure(ctx: RunContext, name: str, model: nn.Module, loss: str, wanted: st
 def _baseline(ctx: RunContext) -> tuple[nn.Module, Row]:
     recipe = ctx.recipe
     loaded = recipe.baseline.load
-    if loaded and not Path(loaded).is_file():
-        raise RunError(f"baseline.load file {loaded!r} does not exist; check the path")
     trained = fingerprint(
         ctx.identity, recipe.seed, recipe.data, recipe.model, recipe.train, recipe.baseline,
-        file_digest(loaded) if loaded else None,
+        distributed.on_writer(lambda: _loaded_digest(loaded)),
     )  # fmt: skip
     wanted = fingerprint(trained, recipe.measure)
     directory = ctx.out_dir / "baseline"
     model = _build(ctx)
     loss = ctx.loss(recipe.train.loss)
     check_model_takes_data(model, ctx.data, recipe.model, loss)
-    row = finished_row(directory, wanted, "baseline")
+    row = distributed.on_writer(lambda: finished_row(directory, wanted, "baseline"))
     if row is not None:
-        model.load_state_dict(load_state_dict(directory / "model.safetensors"))
+        if distributed.is_writer():
+            model.load_state_dict(load_state_dict(directory / "model.safetensors"))
+        distributed.broadcast_module(model)
         log.info("baseline: reusing finished result in %s", directory)
         return model, row
     if loaded:
-        try:
-            model.load_state_dict(load_state_dict(loaded))
-        except RuntimeError as err:  # keys or shapes of another model
-            problem = str(err).splitlines()[0]
-            raise RunError(
-                f"baseline.load {loaded!r} does not fit model {recipe.model.name!r}: {problem}"
-            ) from err
+        distributed.on_writer(lambda: _load_baseline(model, loaded, recipe.model.name))
+        distributed.broadcast_module(model)
     else:
         settings = recipe.baseline.train.over(recipe.train)
+        checkpoint = distributed.on_writer(
+            lambda: str(checkpoint_for(directory, trained, "baseline")))
         _fit(ctx, model, settings, seed=recipe.seed, description="baseline",
-             checkpoint=checkpoint_for(directory, trained, "baseline"))  # fmt: skip
-    return model, _measure(ctx, "baseline", model, loss, wanted)
+             checkpoint=checkpoint)  # fmt: skip
+    distributed.check_identical(model, "baseline")
+    return model, distributed.on_writer(lambda: _measure(ctx, "baseline", model, loss, wanted))
+
+
+def _loaded_digest(loaded: str | None) -> str | None:
+    if loaded and not Path(loaded).is_file():
+        raise RunError(f"baseline.load file {loaded!r} does not exist; check the path")
+    return file_digest(loaded) if loaded else None
+
+
+def _load_baseline(model: nn.Module, loaded: str, name: str) -> None:
+    try:
+        model.load_state_dict(load_state_dict(loaded))
+    except RuntimeError as err:  # keys or shapes of another model
+        problem = str(err).splitlines()[0]
+        raise RunError(f"baseline.load {loaded!r} does not fit model {name!r}: {problem}") from err
 
 
 def _final_loss(ctx: RunContext, variant: VariantSpec) -> str:
@@ -343,7 +364,8 @@ def run_recipe(
     """Run every stage of ``recipe`` and write the report to ``out_dir``; return the rows.
 
     A model named as code (``file.py:factory``) and a ``package.module:function`` loss are
-    imported, and so run, only with ``trust_code=True``.
+    imported, and so run, only with ``trust_code=True``. Under torchrun every worker calls it
+    and it joins their process group; each returns the same rows.
 
     >>> from prunekit.recipe import parse_recipe
     >>> r = parse_recipe({"name": "t", "data": {"name": "digits"},
@@ -353,22 +375,44 @@ def run_recipe(
     >>> rows[0]["name"]
     'baseline'
     """
-    out = output_folder(Path(out_dir))
+    out = Path(out_dir)
+    distributed.init_from_env()  # under torchrun: join its workers (a no-op otherwise)
+    distributed.on_writer(lambda: str(output_folder(out)))  # made, or one line saying why not
     data = load_data(recipe)
-    for stray in remove_stray_temporaries(out):
-        log.warning("removed %s, left half-written by an interrupted run", stray)
-    write_text_atomic(out / "recipe.json", recipe.model_dump_json(indent=2) + "\n")
+    distributed.on_writer(lambda: _prepare(out, recipe))
     identity = _identity(recipe, data, trust_code)
-    with recording(out, "run", {"recipe": recipe.model_dump(mode="json")},
-                   fingerprint=fingerprint(identity, recipe), title=recipe.name) as run:
+    with _recording(out, recipe, fingerprint(identity, recipe)) as run:
         ctx = RunContext(recipe, data, out, progress, run, trust_code, identity)
         _check_losses(ctx)
         rows, models = _run_variants(ctx)
-        layers = _layer_profiles(ctx, models)
-        rows = [{**row, "layers": [without_timing(layer) for layer in layers[row["name"]]]}
-                for row in rows]
-        write_report(rows, out, title=recipe.name, meta={"recipe": recipe.model_dump(mode="json")})
-        run.finish(rows, layers=layers)
+        return distributed.on_writer(lambda: _report(ctx, rows, models))
+
+
+def _prepare(out: Path, recipe: Recipe) -> None:
+    for stray in remove_stray_temporaries(out):
+        log.warning("removed %s, left half-written by an interrupted run", stray)
+    write_text_atomic(out / "recipe.json", recipe.model_dump_json(indent=2) + "\n")
+
+
+def _recording(
+    out: Path, recipe: Recipe, wanted: str
+) -> contextlib.AbstractContextManager[RunRecorder]:
+    """The run store's recorder on rank 0; on other ranks one that records nothing."""
+    if not distributed.is_writer():
+        return contextlib.nullcontext(RunRecorder(RunStore(out), None))
+    return recording(out, "run", {"recipe": recipe.model_dump(mode="json")},
+                     fingerprint=wanted, title=recipe.name)
+
+
+def _report(ctx: RunContext, rows: list[Row], models: dict[str, nn.Module]) -> list[Row]:
+    """Time every model, profile its layers, write the report and finish the record."""
+    rows = _with_latency(ctx, rows, models)
+    layers = _layer_profiles(ctx, models)
+    rows = [{**row, "layers": [without_timing(layer) for layer in layers[row["name"]]]}
+            for row in rows]
+    meta = {"recipe": ctx.recipe.model_dump(mode="json"), "world_size": distributed.world_size()}
+    write_report(rows, ctx.out_dir, title=ctx.recipe.name, meta=meta)
+    ctx.run.finish(rows, layers=layers)
     return rows
 
 
@@ -386,11 +430,13 @@ def _run_variants(ctx: RunContext) -> tuple[list[Row], dict[str, nn.Module]]:
         ctx.run.event("variant", variant=variant.name, index=len(rows),
                       of=len(recipe.variants) + 1)
         wanted = fingerprint(base_row["fingerprint"], variant)
-        finished = finished_row(out / variant.name, wanted, variant.name)
+        finished = distributed.on_writer(
+            lambda: finished_row(out / variant.name, wanted, variant.name))  # noqa: B023
         if finished is not None:
             log.info("%s: reusing finished result", variant.name)
             rows.append(finished)
-            models[variant.name] = _reload(ctx, variant)
+            if distributed.is_writer():  # only rank 0 measures and times
+                models[variant.name] = _reload(ctx, variant)
             continue
         if variant.start == "baseline" and variant.model is None:
             model = copy.deepcopy(baseline)
@@ -400,10 +446,13 @@ def _run_variants(ctx: RunContext) -> tuple[list[Row], dict[str, nn.Module]]:
             check_model_takes_data(model, ctx.data, spec, loss)
         _run_stages(ctx, model, variant)
         strip(model)
-        rows.append(_measure(ctx, variant.name, model, _final_loss(ctx, variant), wanted))
+        distributed.check_identical(model, variant.name)
+        loss = _final_loss(ctx, variant)
+        rows.append(distributed.on_writer(
+            lambda: _measure(ctx, variant.name, model, loss, wanted)))  # noqa: B023
         models[variant.name] = model
     ctx.run.event("latency", variants=len(models))
-    return _with_latency(ctx, rows, models), models
+    return rows, models
 
 
 def _layer_profiles(ctx: RunContext, models: dict[str, nn.Module]) -> dict[str, list[Row]]:

@@ -17,10 +17,17 @@ if no callback asks for it, so that pruned weights can never grow back by accide
 A checkpoint (model, optimizer, epoch, RNG) is written atomically after every epoch when
 ``checkpoint`` is given; calling ``fit`` again with the same path resumes after the last
 finished epoch.
+
+Launched by ``torchrun`` (see :mod:`prunekit.distributed`), the same call trains under
+DistributedDataParallel: every rank draws the same seeded permutation, ``batch_size`` is the
+global batch and each rank takes its share of it, each share's loss is weighted by its size so
+the averaged gradient is the global batch's, rank 0's masks are broadcast whenever a callback
+changed any, and rank 0 alone writes the checkpoint (which every rank resumes from).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -32,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from prunekit import distributed
 from prunekit.io import atomic_write
 from prunekit.losses import Loss, LossFunction, resolve_loss
 from prunekit.modes import train_mode
@@ -150,6 +158,12 @@ def fit(
     task_loss = resolve_loss(loss, trust_code=trust_code)
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+    place = distributed.device()  # a rank's GPU under nccl; otherwise nothing is moved
+    moved = place.type != "cpu"
+    if moved:
+        model.to(place)
+        if distillation is not None:
+            distillation.teacher.to(place)
     opt = OPTIMIZERS[optimizer](model.parameters(), lr, momentum, weight_decay)
     generator = torch.Generator().manual_seed(seed)
     history = History()
@@ -157,20 +171,25 @@ def fit(
 
     callbacks = _with_mask_enforcement(model, callbacks)
     _call(callbacks, "on_fit_start", model, opt)
+    net = distributed.wrap(model)  # the model itself in one process
     steps_per_epoch = math.ceil(len(x) / batch_size)
     step = start_epoch * steps_per_epoch
-    with train_mode(model), progress_bar(enabled=progress) as bar:
+    with train_mode(model), progress_bar(enabled=progress and distributed.is_writer()) as bar:
         bar_task = bar.add_task(description, total=(epochs - start_epoch) * steps_per_epoch)
         for epoch in range(start_epoch, epochs):
             total, count = 0.0, 0
-            for xb, yb in batches(x, y, batch_size, shuffle=True, generator=generator):
+            for xb, yb, weight in _shares(x, y, batch_size, generator, place if moved else None):
+                masks_before = _mask_generation()
                 _call(callbacks, "on_step_begin", step, model, opt)
-                out = model(xb)
-                batch_loss = task_loss(out, yb)
+                if _mask_generation() != masks_before:
+                    distributed.broadcast_module(model)  # rank 0's pruning decision, everywhere
+                out = net(xb)
+                task = task_loss(out, yb)
                 if distillation is not None:
                     a = distillation.alpha
                     soft = distillation.loss(out, xb, yb, task_loss)
-                    batch_loss = (1 - a) * batch_loss + a * soft
+                    task = (1 - a) * task + a * soft
+                batch_loss = task if weight == 1.0 else task * weight
                 for reg in regularizers:
                     batch_loss = batch_loss + reg(model)
                 opt.zero_grad(set_to_none=True)
@@ -179,17 +198,58 @@ def fit(
                 opt.step()
                 _call(callbacks, "on_step_end", step, model, opt)
                 step += 1
-                total += float(batch_loss.detach()) * len(xb)
-                count += len(xb)
+                if weight:  # the loss as one process would log it, not its weighted share
+                    seen = batch_loss if weight == 1.0 else batch_loss + (1.0 - weight) * task
+                    total += float(seen.detach()) * len(xb)
+                    count += len(xb)
                 bar.update(bar_task, advance=1, description=f"{description} e{epoch + 1}/{epochs}")
+            total, count = distributed.all_sum([total, count])
             history.epochs.append({"epoch": epoch, "loss": total / count})
             _call(callbacks, "on_epoch_end", epoch, model)
             _call(callbacks, "on_epoch_summary", history.epochs[-1])
             if checkpoint is not None:
-                _save_checkpoint(checkpoint, model, opt, generator, epoch + 1, history)
+                if distributed.is_writer():
+                    _save_checkpoint(checkpoint, model, opt, generator, epoch + 1, history)
+                distributed.barrier()  # no rank goes on before the epoch is safely on disk
         history.steps = step
         _call(callbacks, "on_fit_end", model)
+    distributed.broadcast_module(model)  # rank 0's BatchNorm statistics, from its last forward
+    if moved:
+        model.to("cpu")
+        if distillation is not None:
+            distillation.teacher.to("cpu")
     return history
+
+
+def _mask_generation() -> int:
+    from prunekit.masks import generation
+
+    return generation()
+
+
+def _shares(
+    x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator,
+    place: torch.device | None,
+) -> list[tuple[Tensor, Tensor, float]]:
+    """This rank's share of each global batch and the weight of its loss.
+
+    A share's mean loss is weighted by ``world_size × share / batch``, so DDP's average of
+    the ranks' gradients is exactly the gradient of the global batch's mean loss. A rank left
+    without samples (a last batch smaller than the world) takes one with weight 0, so it still
+    joins the gradient exchange.
+    """
+    world, here = distributed.world_size(), distributed.rank()
+    shares = []
+    for xb, yb in batches(x, y, batch_size, shuffle=True, generator=generator):
+        if world > 1:
+            index = distributed.shard(torch.arange(len(xb)), here, world)
+            weight = world * len(index) / len(xb)
+            index = index if len(index) else torch.arange(1)
+            xb, yb = xb[index], yb[index]
+        else:
+            weight = 1.0
+        shares.append((xb, yb, weight) if place is None else (xb.to(place), yb.to(place), weight))
+    return shares
 
 
 def _with_mask_enforcement(model: nn.Module, callbacks: Sequence[Any]) -> list[Any]:
@@ -234,9 +294,10 @@ def _resume(
     generator: torch.Generator,
     history: History,
 ) -> int:
-    if path is None or not Path(path).is_file():
+    data = None if path is None else distributed.read_on_writer(path)
+    if data is None:
         return 0
-    state = torch.load(path, weights_only=True)
+    state = torch.load(io.BytesIO(data), map_location=distributed.device(), weights_only=True)
     _install_missing_masks(model, state["model"])
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
