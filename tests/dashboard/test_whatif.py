@@ -51,7 +51,7 @@ def test_unstructured_per_layer_zeroes_only_that_layer(subject) -> None:
     assert result["after"]["nonzero_params"] == result["before"]["nonzero_params"] - 384
     assert result["after"]["macs"] == result["before"]["macs"]  # zeros alone cut no MACs
     assert result["after"]["file_bytes"] < result["before"]["file_bytes"]
-    assert result["details"]["layer_sparsity"]["net.3"] == pytest.approx(0.75)
+    assert result["details"]["layer_sparsity"]["net.3.weight"] == pytest.approx(0.75)
 
 
 def test_a_kept_stage_reproduces_the_what_if(subject, board: Dashboard, run_id: str) -> None:
