@@ -22,7 +22,6 @@ ValueError: loss 'mse': the model's output has shape (4, 1) but the targets have
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field

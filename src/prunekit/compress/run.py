@@ -84,6 +84,26 @@ class CompressResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def validation_split(
+    data: Dataset, fraction: float, seed: int = 0
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """(fit, validation) from the training split, seeded: the validation samples judge the
+    quality bound and feed the sensitivity, and nothing trains on them.
+
+    >>> from prunekit.data import load_dataset
+    >>> (x_fit, _), (x_val, _) = validation_split(load_dataset("digits"), 0.2)
+    >>> len(x_fit), len(x_val)
+    (1150, 287)
+    """
+    order = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))
+    n_val = int(fraction * len(order))
+    if not 1 <= n_val < len(order):
+        raise ValueError(f"validation={fraction} leaves {n_val} validation samples of "
+                         f"{len(order)}: give a fraction that keeps both sides non-empty")
+    val, rest = order[:n_val], order[n_val:]
+    return (data.x_train[rest], data.y_train[rest]), (data.x_train[val], data.y_train[val])
+
+
 class _Run:
     """One compression: the splits, the dense model's numbers, the fine-tuning."""
 
@@ -95,14 +115,8 @@ class _Run:
         self.loss = self.task.check_loss(settings.loss or self.task.default_loss,
                                          trust_code=trust_code)
         self.metric, self.scale, self.unit = headline(data.task)
-        order = torch.randperm(len(data.x_train),
-                               generator=torch.Generator().manual_seed(settings.seed))
-        n_val = max(1, int(settings.validation * len(order)))
-        if n_val >= len(order):
-            raise ValueError("validation must leave training samples: lower --validation")
-        val, fit_idx = order[:n_val], order[n_val:]
-        self.x_val, self.y_val = data.x_train[val], data.y_train[val]
-        self.x_fit, self.y_fit = data.x_train[fit_idx], data.y_train[fit_idx]
+        (self.x_fit, self.y_fit), (self.x_val, self.y_val) = validation_split(
+            data, settings.validation, settings.seed)
         self.data, self.example = data, data.x_train[:1]
         self.latency_input = latency_input
         self.trust_code, self.progress = trust_code, progress
@@ -359,4 +373,4 @@ def _mark_pareto(rows: list[Row], metric: str) -> None:
         row["pareto"] = (row.get("budget_fraction"), row[f"val_{metric}"]) in front
 
 
-__all__ = ["CompressResult", "Settings", "compress"]
+__all__ = ["CompressResult", "Settings", "compress", "validation_split"]

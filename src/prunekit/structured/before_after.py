@@ -169,7 +169,8 @@ def parse_macs(text: str) -> int | float:
 
 
 def load_model(
-    model_spec: str, weights: str | Path | None = None, *, trust_code: bool = False
+    model_spec: str, weights: str | Path | None = None, *, trust_code: bool = False,
+    **model_kwargs: Any,
 ) -> nn.Module:
     """The model ``prunekit prune`` starts from.
 
@@ -177,7 +178,8 @@ def load_model(
     written by :func:`prunekit.save` (``.safetensors``: rebuilt without its code, so an already
     pruned model can be pruned again). ``weights`` is a state dict for that model, in any file
     prunekit writes (dense, bitmask or CSR, through :func:`prunekit.sparse.load_state_dict`) or
-    plain safetensors. A factory in user code is imported (and so run) only with ``trust_code``.
+    plain safetensors. A factory in user code is imported (and so run) only with ``trust_code``;
+    ``model_kwargs`` are its (or the zoo model's) arguments.
     """
     from prunekit.models import build_model
     from prunekit.saving import load
@@ -188,7 +190,7 @@ def load_model(
             raise FileNotFoundError(f"model file {model_spec!r} does not exist; check --model")
         model = load(model_spec)
     else:
-        model = build_model(model_spec, trust_code=trust_code)
+        model = build_model(model_spec, trust_code=trust_code, **model_kwargs)
     if weights is not None:
         if not Path(weights).is_file():
             raise FileNotFoundError(f"weights file {str(weights)!r} does not exist")
