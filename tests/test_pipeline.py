@@ -349,3 +349,19 @@ def test_recipe_losses_are_checked_against_the_task_before_training(
     assert trained == ["mse", "recipe_user_loss:huber"]  # the task's default, then the user's
     assert rows[1]["task"] == "regression" and "r2" in rows[1]
     monkeypatch.delitem(sys.modules, "recipe_user_loss")
+
+
+def test_a_compress_stage_meets_its_budget_and_resumes(tmp_path) -> None:
+    recipe = parse_recipe({
+        "name": "c", "data": {"name": "digits"},
+        "model": {"name": "mlp", "kwargs": {"in_features": 64, "hidden": [32, 16]}},
+        "train": {"epochs": 1, "lr": 0.01}, "baseline": {"train": {"epochs": 3}},
+        "measure": {"repeats": 3},
+        "variants": [{"name": "small", "stages": [
+            {"compress": {"target_params": 0.5, "max_drop": 5.0, "steps": 1}}]}],
+    })
+    rows = pipeline.run_recipe(recipe, tmp_path, progress=False)
+    assert rows[1]["params"] <= 0.5 * rows[0]["params"]
+    assert "met --target-params 0.5" in (tmp_path / "small" / "compress.md").read_text()
+    again = pipeline.run_recipe(recipe, tmp_path, progress=False)
+    assert again[1]["params"] == rows[1]["params"] and again[1]["accuracy"] == rows[1]["accuracy"]

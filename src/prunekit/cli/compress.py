@@ -50,6 +50,8 @@ def _kwargs(text: str) -> dict[str, Any]:
 def _prepared(model: str, weights: Path | None, kwargs: str, data: str, trust_code: bool,
               baseline_epochs: int, validation: float, seed: int) -> tuple[Any, Any]:
     """(model, data set): loaded, and trained first on the fit split when given untrained."""
+    import torch
+
     from prunekit.compress.run import validation_split
     from prunekit.data import load_dataset
     from prunekit.structured.before_after import load_model
@@ -65,6 +67,7 @@ def _prepared(model: str, weights: Path | None, kwargs: str, data: str, trust_co
         raise ValueError("--model-kwargs builds a zoo or factory model; a .safetensors model "
                          "carries its own architecture")
     dataset = load_dataset("npz", path=data) if data.endswith(".npz") else load_dataset(data)
+    torch.manual_seed(seed)  # the same model, so a rerun finds its cached sensitivity
     net = load_model(model, weights, trust_code=trust_code, **_kwargs(kwargs))
     if weights is None and not saved and baseline_epochs > 0:
         console.print(f"{model} has no weights: training it {baseline_epochs} epochs first "

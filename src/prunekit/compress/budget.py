@@ -4,7 +4,8 @@ A budget is a fraction of the dense model's MACs, parameters, file size or measu
 The search (:mod:`.search`) needs the cost of thousands of candidate plans, so it *estimates*:
 MACs and parameters from the dependency graph's per-layer terms (each layer shrinks by the kept
 fraction of its input and output channels; what no rule describes is taken as fixed), file size
-as parameters (the file is their fp32 values plus a small header), latency from the measured
+as parameters (the file is their fp32 values plus a small header; a layer's matrices shrink
+with its inputs and outputs, its biases with its outputs, normalisation layers stay fixed), latency from the measured
 per-layer table (:mod:`prunekit.structured.latency_table`). Whether a budget is *met* is then
 decided on the pruned model itself: MACs counted, parameters counted, the file written, the
 latency timed against the dense model with a noise band (:func:`prunekit.latency.time_until_stable`).
@@ -90,7 +91,7 @@ class PlanCost:
         if kind == "latency" and table is None:
             raise ValueError("a latency budget needs the measured latency table")
         self.graph, self.kind, self.table = graph, kind, table
-        self.weights = np.array([_term_weight(graph, t, kind) for t in graph.macs], dtype=float)
+        self.weights = np.array([_term_weights(graph, t, kind) for t in graph.macs], dtype=float)
         self.timed = [table is not None and t.module in table.layers for t in graph.macs]
         none = np.zeros(graph.num_units, dtype=bool)
         self.fixed = 0.0
@@ -114,8 +115,9 @@ class PlanCost:
                                                  0 if kept_in is None else int(kept_in.sum()),
                                                  int(kept_out.sum()))
                 continue
-            fraction = kept_out.mean() * (1.0 if kept_in is None else kept_in.mean())
-            total += self.weights[i] * fraction
+            out_fraction = kept_out.mean()
+            fraction = out_fraction * (1.0 if kept_in is None else kept_in.mean())
+            total += self.weights[i, 0] * fraction + self.weights[i, 1] * out_fraction
         if self.kind == "latency":
             total += self.table.rest_ms  # type: ignore[union-attr]
         return float(total + self.fixed)
@@ -125,16 +127,19 @@ class PlanCost:
         return self.absolute(remove) / self.dense if self.dense else 1.0
 
 
-def _term_weight(graph: DependencyGraph, term: object, kind: BudgetKind) -> float:
-    """A term's dense MACs (``macs``), or the parameters of its layer (``params``/``size``,
-    counted once per layer, on its first term)."""
+def _term_weights(graph: DependencyGraph, term: object, kind: BudgetKind) -> tuple[float, float]:
+    """What shrinks with a term's kept inputs × outputs, and what with its outputs alone: its
+    dense MACs (``macs``), or its layer's matrices and its vectors (biases) for ``params`` and
+    ``size`` (counted once per layer, on its first term)."""
     if kind in ("macs", "latency"):
-        return float(term.dense_macs)  # type: ignore[attr-defined]
+        return float(term.dense_macs), 0.0  # type: ignore[attr-defined]
     first = next(t for t in graph.macs if t.module == term.module)  # type: ignore[attr-defined]
     if first is not term:
-        return 0.0
+        return 0.0, 0.0
     module = graph.model.get_submodule(term.module)  # type: ignore[attr-defined]
-    return float(sum(p.numel() for p in module.parameters(recurse=False)))
+    tensors = list(module.parameters(recurse=False))
+    return (float(sum(p.numel() for p in tensors if p.dim() > 1)),
+            float(sum(p.numel() for p in tensors if p.dim() <= 1)))
 
 
 def deployed(model: nn.Module, example_input: Tensor, backend: LatencyBackend) -> tuple:
