@@ -273,17 +273,21 @@ def _compress(ctx: RunContext, model: nn.Module, spec: CompressSpec, variant: st
 
 
 def _prune_structured(ctx: RunContext, model: nn.Module, spec: StructuredSpec) -> None:
-    """Physically remove units; data-driven criteria score on four training batches."""
-    from prunekit.structured import prune_channels
+    """Physically remove units (counts from the latency table unless the stage says not);
+    data-driven criteria score on four training batches."""
     from prunekit.structured.importance import ScoringData
+    from prunekit.structured.latency_aware import prune_aimed
 
     x, y = ctx.data.x_train, ctx.data.y_train
     scoring = ScoringData(
         batches=[(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)],
         loss=resolve_loss(ctx.loss(ctx.recipe.train.loss), trust_code=ctx.trust_code),
     )
-    prune_channels(
-        model, x[:1], ratio=spec.ratio, max_macs=spec.macs_fraction, criterion=spec.criterion,
+    measure = ctx.recipe.measure
+    prune_aimed(
+        model, ctx.data.x_test[: measure.latency_batch], ratio=spec.ratio,
+        max_macs=spec.macs_fraction, max_latency=spec.target_latency,
+        latency_aware=spec.latency_aware, threads=measure.threads, criterion=spec.criterion,
         scope=spec.scope, max_layer_ratio=spec.max_layer_ratio, round_to=spec.round_to,
         ignore=spec.ignore, data=scoring,
     )
@@ -477,5 +481,6 @@ def _with_latency(ctx: RunContext, rows: list[Row], models: dict[str, nn.Module]
         onnx_files={name: ctx.out_dir / name / "model.onnx" for name in models},
         repeats=settings.repeats,
         threads=settings.threads,
+        noise_reference="baseline",
     )
     return [{**row, **timings[row["name"]]} for row in rows]

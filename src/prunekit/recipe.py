@@ -254,12 +254,17 @@ class IterativeSpec(_CriterionMixin):
 class StructuredSpec(_Strict):
     """Remove whole channels/neurons/heads (``prunekit.structured.prune_channels``).
 
-    Give ``ratio`` (fraction of each group's units, or of all units with ``scope: global``) or
-    ``macs_fraction`` (prune until MACs <= that fraction of the model's before this stage).
+    Give ``ratio`` (fraction of each group's units, or of all units with ``scope: global``),
+    ``macs_fraction`` (prune until MACs <= that fraction of the model's before this stage) or
+    ``target_latency`` (a fraction of its latency, measured at the recipe's ``measure`` batch
+    and threads). With ``latency_aware`` (the default) the channel counts come from a latency
+    table measured on this machine; a ratio then stands for the MACs it would leave.
     """
 
     ratio: Sparsity | None = None
     macs_fraction: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    target_latency: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    latency_aware: bool = True
     criterion: str = "l2"
     scope: Scope = "layer"
     max_layer_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
@@ -275,8 +280,11 @@ class StructuredSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_target(self) -> StructuredSpec:
-        if (self.ratio is None) == (self.macs_fraction is None):
-            raise ValueError("give exactly one target: 'ratio: 0.5' or 'macs_fraction: 0.5'")
+        given = [k for k in ("ratio", "macs_fraction", "target_latency")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one target: 'ratio: 0.5', 'macs_fraction: 0.5' or "
+                             "'target_latency: 0.5'")
         return self
 
 

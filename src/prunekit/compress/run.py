@@ -345,6 +345,7 @@ def _time_rows(run: _Run, rows: list[Row], models: dict[str, nn.Module]) -> str:
                 "batch_size": len(run.latency_input), "threads": s.threads or torch.get_num_threads(),
                 "speedup": timed.speedup("dense", row["name"]),
                 "speedup_text": timed.describe("dense", row["name"]),
+                "noise_band": timed.band.width,
                 "macs_ratio": rows[0]["macs"] / row["macs"] if row["macs"] else math.nan}
         if run.budget.kind == "latency" and row["name"] == "uniform":
             row["budget_fraction"] = 1.0 / row["speedup"]
