@@ -73,7 +73,11 @@ def test_demo_recipe_keeps_its_promises(tmp_path: Path) -> None:
     assert pruned["sparsity"] >= 0.89
     assert pruned["accuracy"] >= base["accuracy"] - 0.01
     assert pruned["file_bytes"] <= 0.2 * pruned["dense_file_bytes"]
-    assert set(rows) == {"baseline", "l1", "l2", "magnitude-poly-90", "sparsemax"}
+    assert set(rows) == {"baseline", "l1", "l2", "magnitude-poly-90", "sparsemax",
+                         "compress-macs-25"}
+    small = rows["compress-macs-25"]  # smaller layers, not masks: a quarter of the MACs
+    assert small["macs"] <= 0.25 * base["macs"] and small["accuracy"] >= base["accuracy"] - 0.01
+    assert "noise_band" in small
     report = json.loads((tmp_path / "report.json").read_text())
     keys = {"name", "accuracy", "loss", "latency_ms", "params", "nonzero_params", "sparsity",
             "macs", "file_bytes", "dense_file_bytes"}

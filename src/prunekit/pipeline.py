@@ -242,7 +242,10 @@ def _run_stages(ctx: RunContext, model: nn.Module, variant: VariantSpec) -> nn.M
 
 def _compress(ctx: RunContext, model: nn.Module, spec: CompressSpec, variant: str) -> nn.Module:
     """Meet the stage's budget (:func:`prunekit.compress.compress`); its path and verdict go
-    to ``<variant>/compress.md`` and the run's events, and a missed budget is logged loudly."""
+    to ``<variant>/compress.md`` and the run's events, and a missed budget is logged loudly.
+
+    The recipe's baseline trained on the whole training split, so a validation split of it
+    would score training samples: the bound is judged on the test split the report shows."""
     from prunekit.compress import Budget, Settings, compress
     from prunekit.compress.report import path_table
 
@@ -263,6 +266,7 @@ def _compress(ctx: RunContext, model: nn.Module, spec: CompressSpec, variant: st
         ),
         latency_input=ctx.data.x_test[: measure.latency_batch],
         sensitivity_cache=str(directory / "sensitivity-structured.json"),
+        held_out=(ctx.data.x_test, ctx.data.y_test),  # the baseline trained on all of train
         trust_code=ctx.trust_code, progress=ctx.progress,
     )
     write_text_atomic(directory / "compress.md",

@@ -9,8 +9,10 @@ chosen by the criterion on the *current* fine-tuned weights; the walk decides on
 group. When the last planned step misses the budget as measured (the estimate leaves out what no
 rule describes; latency is timed, not estimated), up to two more steps aim lower by the miss.
 
-It stops when the budget is met, or when a step's validation drop exceeds ``max_drop`` (then
-the best step within the bound is the answer and :attr:`CompressResult.met` is False). The
+A step whose validation drop exceeds ``max_drop`` after its fine-tuning gets the same
+fine-tuning once more. It stops when the budget is met, or when a step's drop still exceeds
+``max_drop`` (then the best step within the bound is the answer and :attr:`CompressResult.met`
+is False). The
 quality bound is on the task's headline metric (:func:`prunekit.sensitivity.headline`), judged
 on the validation split, which neither fine-tuning nor the sensitivity search trains on; the
 test split is reported beside it. Beside the steps, a uniform baseline (one ratio for every
@@ -109,14 +111,18 @@ class _Run:
 
     def __init__(self, model: nn.Module, data: Dataset, budget: Budget, max_drop: float,
                  settings: Settings, latency_input: Tensor, trust_code: bool,
-                 progress: bool) -> None:
+                 progress: bool, held_out: tuple[Tensor, Tensor] | None) -> None:
         self.settings, self.budget, self.max_drop = settings, budget, max_drop
         self.task = get_task(data.task)
         self.loss = self.task.check_loss(settings.loss or self.task.default_loss,
                                          trust_code=trust_code)
         self.metric, self.scale, self.unit = headline(data.task)
-        (self.x_fit, self.y_fit), (self.x_val, self.y_val) = validation_split(
-            data, settings.validation, settings.seed)
+        if held_out is None:
+            (self.x_fit, self.y_fit), (self.x_val, self.y_val) = validation_split(
+                data, settings.validation, settings.seed)
+        else:  # the caller's held-out set: the whole training split fine-tunes
+            (self.x_fit, self.y_fit), (self.x_val, self.y_val) = (
+                (data.x_train, data.y_train), held_out)
         self.data, self.example = data, data.x_train[:1]
         self.latency_input = latency_input
         self.trust_code, self.progress = trust_code, progress
@@ -192,6 +198,7 @@ def compress(
     settings: Settings = Settings(),
     latency_input: Tensor | None = None,
     sensitivity_cache: str | None = None,
+    held_out: tuple[Tensor, Tensor] | None = None,
     trust_code: bool = False,
     progress: bool = True,
 ) -> CompressResult:
@@ -200,6 +207,9 @@ def compress(
     chosen one (the last within the bound) is :attr:`CompressResult.model`.
 
     ``latency_input`` is the batch a latency budget is timed on (default: 8 test samples).
+    ``held_out`` replaces the validation split (for a model that was trained on the whole
+    training split, which would make its validation score a training score): the bound is
+    judged on it and the whole training split fine-tunes.
 
     >>> from prunekit.data import load_dataset
     >>> from prunekit.models import build_model
@@ -217,7 +227,7 @@ def compress(
     if max_drop < 0 or not math.isfinite(max_drop):
         raise ValueError(f"the quality bound is a drop >= 0, got {max_drop}")
     latency_input = data.x_test[:8] if latency_input is None else latency_input
-    run = _Run(model, data, budget, max_drop, s, latency_input, trust_code, progress)
+    run = _Run(model, data, budget, max_drop, s, latency_input, trust_code, progress, held_out)
     sensitivity = measure_sensitivity(
         model, run.example, (run.x_val, run.y_val), granularity="structured", amounts=s.amounts,
         criterion=s.criterion, task=data.task, loss=run.loss.name,
@@ -260,6 +270,8 @@ def compress(
         name = f"step {index + 1}"
         run.prune_to(model, dict(zip(labels, state.removed)), sizes)
         run.fine_tune(model, f"compress {name}", index + 1)
+        if run.settings.epochs and run.drop(run.validation_score(model)) > max_drop:
+            run.fine_tune(model, f"compress {name} (recovering)", 100 + index)  # once more
         row = run.row(name, model, dense_row, step=index + 1, estimated_fraction=state.cost,
                       predicted_drop=state.predicted_drop)
         rows.append(row)
