@@ -43,7 +43,9 @@ def quality_rows(args: argparse.Namespace) -> list[dict]:
     """Table 1: LeNet-5 and ResNet-20 on MNIST-5k at a quarter of the MACs."""
     data = load_dataset("mnist5k", n_samples=1000 if args.quick else None)
     rows = []
-    for name, kwargs, epochs in (("lenet5", {}, 6), ("resnet20", {"in_channels": 1}, 6)):
+    zoo = {"lenet5": {}, "resnet20": {"in_channels": 1}}
+    for name in args.models.split(","):
+        kwargs, epochs = zoo[name], 6
         torch.manual_seed(0)
         model = build_model(name, **kwargs)
         (x_fit, y_fit), _ = validation_split(data, 0.2)
@@ -133,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, 1 epoch")
     parser.add_argument("--only", choices=("quality", "latency", "prune"), default=None)
+    parser.add_argument("--models", default="lenet5,resnet20", help="for the quality table")
     args = parser.parse_args()
     print(machine_line())
     payload: dict = {"quick": args.quick}
@@ -158,7 +161,8 @@ def main() -> None:
                     [[r["counts"], r["timed"], f"{r['macs_ratio']:.2f}",
                       f"{r['latency_ratio']:.2f}", f"{r['latency_vs_macs']:.2f}", r["speedup"]]
                      for r in rows])
-    print(f"results: {write_results('compress-quick' if args.quick else 'compress', payload)}")
+    name = "compress" + ("-quick" if args.quick else "") + (f"-{args.only}" if args.only else "")
+    print(f"results: {write_results(name, payload)}")
 
 
 if __name__ == "__main__":

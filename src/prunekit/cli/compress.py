@@ -112,7 +112,7 @@ def sensitivity(
         out.mkdir(parents=True, exist_ok=True)
         results = [
             measure_sensitivity(net, dataset.x_train[:1], held_out, granularity=kind,
-                                amounts=grid, criterion=criterion if criterion else None,
+                                amounts=grid, criterion=criterion,
                                 task=dataset.task, cache=out / f"sensitivity-{kind}.json")
             for kind in kinds
         ]

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.evaluate import count_macs, count_params
-from prunekit.latency import fixed_threads, time_until_stable
+from prunekit.latency import StableTimes, fixed_threads, time_until_stable
 from prunekit.structured.graph import DependencyGraph
 from prunekit.structured.latency_table import LatencyTable
 
@@ -162,7 +162,7 @@ def time_models(
     models: dict[str, nn.Module], example_input: Tensor, *, reference: str,
     backend: LatencyBackend = "torch", threads: int | None = None, budget_s: float = 10.0,
     max_band: float = 0.03,
-):
+) -> StableTimes:
     """Every model timed round-robin with a twin of ``reference`` (the dense model) until
     the noise band is under ``max_band`` or ``budget_s`` is spent: a
     :class:`~prunekit.latency.StableTimes`."""

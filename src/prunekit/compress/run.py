@@ -38,7 +38,7 @@ from prunekit.compress.budget import Budget, LatencyBackend, PlanCost, file_byte
 from prunekit.compress.search import greedy_walk, state_at, uniform_removed
 from prunekit.data import Dataset
 from prunekit.evaluate import count_macs, count_params, prunable_sparsity
-from prunekit.sensitivity import Sensitivity, headline, measure_sensitivity
+from prunekit.sensitivity import AMOUNTS, Sensitivity, headline, measure_sensitivity
 from prunekit.structured.importance import ScoringData
 from prunekit.structured.prune import graph_and_scores, remove_planned
 from prunekit.tasks import evaluate_task, get_task
@@ -65,7 +65,7 @@ class Settings:
     max_layer_ratio: float = 0.9
     round_to: int = 1
     validation: float = 0.2
-    amounts: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
+    amounts: tuple[float, ...] = AMOUNTS["structured"]
     threads: int | None = None
     backend: LatencyBackend = "torch"
     latency_budget_s: float = 10.0
@@ -139,9 +139,6 @@ class _Run:
 
     def drop(self, score: float) -> float:
         return self.scale * (self.dense_val - score)
-
-    def cost(self, model: nn.Module) -> float:
-        return self.budget.measure(model, self.example)
 
     def fine_tune(self, model: nn.Module, label: str, index: int) -> None:
         s = self.settings
