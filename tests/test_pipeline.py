@@ -33,7 +33,7 @@ def test_rerun_reuses_finished_variants_and_redoes_changed_ones(tmp_path: Path, 
     real_fit = pipeline.fit
     monkeypatch.setattr(pipeline, "fit", lambda *a, **k: trained.append(k["description"]) or real_fit(*a, **k))
     again = pipeline.run_recipe(parse_recipe(TINY), tmp_path, progress=False)
-    timed = {"latency_ms", "latency_p95_ms", "batch_size", "threads"}
+    timed = {"latency_ms", "latency_p95_ms", "batch_size", "threads", "noise_band"}
 
     def untimed(rs: list[dict]) -> list[dict]:
         return [{k: v for k, v in r.items() if k not in timed} for r in rs]
