@@ -175,7 +175,8 @@ def _edited(**changes: object) -> dict:
 
 def _untimed(row: dict) -> dict:
     return {k: v for k, v in row.items()
-            if k not in {"latency_ms", "latency_p95_ms", "batch_size", "threads", "artefacts"}}
+            if k not in {"latency_ms", "latency_p95_ms", "batch_size", "threads", "artefacts",
+                         "noise_band"}}
 
 
 @pytest.mark.parametrize(
