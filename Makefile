@@ -41,7 +41,7 @@ chromium:
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
-	for script in mask_overhead structured_vs_peers sparse_runtime storage saving; do \
+	for script in mask_overhead structured_vs_peers sparse_runtime storage saving compress; do \
 		$(PY) benchmarks/$$script.py || exit 1; done
 
 # The real models for benchmarks/hf_*.py: MiniLM (safetensors) and SmolLM2 (GGUF, no llama.cpp).

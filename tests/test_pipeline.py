@@ -33,7 +33,7 @@ def test_rerun_reuses_finished_variants_and_redoes_changed_ones(tmp_path: Path, 
     real_fit = pipeline.fit
     monkeypatch.setattr(pipeline, "fit", lambda *a, **k: trained.append(k["description"]) or real_fit(*a, **k))
     again = pipeline.run_recipe(parse_recipe(TINY), tmp_path, progress=False)
-    timed = {"latency_ms", "latency_p95_ms", "batch_size", "threads"}
+    timed = {"latency_ms", "latency_p95_ms", "batch_size", "threads", "noise_band"}
 
     def untimed(rs: list[dict]) -> list[dict]:
         return [{k: v for k, v in r.items() if k not in timed} for r in rs]
@@ -73,7 +73,11 @@ def test_demo_recipe_keeps_its_promises(tmp_path: Path) -> None:
     assert pruned["sparsity"] >= 0.89
     assert pruned["accuracy"] >= base["accuracy"] - 0.01
     assert pruned["file_bytes"] <= 0.2 * pruned["dense_file_bytes"]
-    assert set(rows) == {"baseline", "l1", "l2", "magnitude-poly-90", "sparsemax"}
+    assert set(rows) == {"baseline", "l1", "l2", "magnitude-poly-90", "sparsemax",
+                         "compress-macs-25"}
+    small = rows["compress-macs-25"]  # smaller layers, not masks: a quarter of the MACs
+    assert small["macs"] <= 0.25 * base["macs"] and small["accuracy"] >= base["accuracy"] - 0.01
+    assert "noise_band" in small
     report = json.loads((tmp_path / "report.json").read_text())
     keys = {"name", "accuracy", "loss", "latency_ms", "params", "nonzero_params", "sparsity",
             "macs", "file_bytes", "dense_file_bytes"}
@@ -171,7 +175,8 @@ def _edited(**changes: object) -> dict:
 
 def _untimed(row: dict) -> dict:
     return {k: v for k, v in row.items()
-            if k not in {"latency_ms", "latency_p95_ms", "batch_size", "threads", "artefacts"}}
+            if k not in {"latency_ms", "latency_p95_ms", "batch_size", "threads", "artefacts",
+                         "noise_band"}}
 
 
 @pytest.mark.parametrize(
@@ -349,3 +354,19 @@ def test_recipe_losses_are_checked_against_the_task_before_training(
     assert trained == ["mse", "recipe_user_loss:huber"]  # the task's default, then the user's
     assert rows[1]["task"] == "regression" and "r2" in rows[1]
     monkeypatch.delitem(sys.modules, "recipe_user_loss")
+
+
+def test_a_compress_stage_meets_its_budget_and_resumes(tmp_path) -> None:
+    recipe = parse_recipe({
+        "name": "c", "data": {"name": "digits"},
+        "model": {"name": "mlp", "kwargs": {"in_features": 64, "hidden": [32, 16]}},
+        "train": {"epochs": 1, "lr": 0.01}, "baseline": {"train": {"epochs": 3}},
+        "measure": {"repeats": 3},
+        "variants": [{"name": "small", "stages": [
+            {"compress": {"target_params": 0.5, "max_drop": 5.0, "steps": 1}}]}],
+    })
+    rows = pipeline.run_recipe(recipe, tmp_path, progress=False)
+    assert rows[1]["params"] <= 0.5 * rows[0]["params"]
+    assert "met --target-params 0.5" in (tmp_path / "small" / "compress.md").read_text()
+    again = pipeline.run_recipe(recipe, tmp_path, progress=False)
+    assert again[1]["params"] == rows[1]["params"] and again[1]["accuracy"] == rows[1]["accuracy"]

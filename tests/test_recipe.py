@@ -222,3 +222,18 @@ def test_a_loss_is_a_known_name_or_a_callable_named_without_importing() -> None:
     with pytest.raises(RecipeError, match=r"train.loss = 'mae': unknown loss 'mae'; choose one of"):
         parse_recipe({**base, "train": {"loss": "mae"}})
     assert parse_recipe({**base, "data": {"name": "digits", "target": "input"}}).data.target == "input"
+
+
+def test_a_compress_stage_takes_one_budget_and_a_structured_criterion() -> None:
+    def stage(**compress):
+        return {"name": "t", "model": {"name": "lenet5"},
+                "variants": [{"name": "v", "stages": [{"compress": compress}]}]}
+
+    spec = parse_recipe(stage(target_latency=0.5, max_drop=1.0)).variants[0].stages[0].compress
+    assert spec is not None and spec.budget() == [("latency", 0.5)] and spec.steps == 3
+    with pytest.raises(RecipeError, match="exactly one budget"):
+        parse_recipe(stage(target_macs=0.5, target_size=0.5, max_drop=1.0))
+    with pytest.raises(RecipeError, match="max_drop"):
+        parse_recipe(stage(target_macs=0.5))
+    with pytest.raises(RecipeError, match="unknown criterion"):
+        parse_recipe(stage(target_macs=0.5, max_drop=1.0, criterion="magnitude"))

@@ -132,6 +132,28 @@ def _p95(values: list[float]) -> float:
 
 
 @torch.inference_mode()
+def _timed_runs(
+    models: Mapping[Hashable, nn.Module], example_input: Tensor, *, warmup: int, repeats: int,
+    threads: int | None, twin_of: Hashable | None = None,
+) -> tuple[dict[Hashable, list[float]], int]:
+    """Every call's milliseconds per model (and per :data:`TWIN` of ``twin_of``), in eval mode,
+    round-robin with an untimed call before each timed one; and the thread count used."""
+    modes = {name: model.training for name, model in models.items()}
+    for model in models.values():
+        model.eval()
+    try:
+        with fixed_threads(threads):
+            runs = {name: (lambda m=model: m(example_input)) for name, model in models.items()}
+            if twin_of is not None:
+                runs[TWIN] = runs[twin_of]
+            times = interleaved_times(runs, repeats=repeats, warmup=warmup, untimed_per_turn=1)
+            used_threads = torch.get_num_threads()
+    finally:
+        for name, model in models.items():
+            model.train(modes[name])
+    return times, used_threads
+
+
 def compare_latency(
     models: Mapping[Hashable, nn.Module],
     example_input: Tensor,
@@ -148,21 +170,35 @@ def compare_latency(
     >>> sorted(lat), lat["a"].batch_size
     (['a', 'b'], 1)
     """
-    modes = {name: model.training for name, model in models.items()}
-    for model in models.values():
-        model.eval()
-    try:
-        with fixed_threads(threads):
-            runs = {name: (lambda m=model: m(example_input)) for name, model in models.items()}
-            times = interleaved_times(runs, repeats=repeats, warmup=warmup, untimed_per_turn=1)
-            used_threads = torch.get_num_threads()
-    finally:
-        for name, model in models.items():
-            model.train(modes[name])
-    return {
-        name: Latency(statistics.median(v), _p95(v), len(example_input), used_threads, repeats)
+    return compare_with_noise(models, example_input, warmup=warmup, repeats=repeats,
+                              threads=threads)[0]
+
+
+def compare_with_noise(
+    models: Mapping[Hashable, nn.Module],
+    example_input: Tensor,
+    *,
+    reference: Hashable | None = None,
+    warmup: int = 10,
+    repeats: int = 50,
+    threads: int | None = None,
+) -> tuple[dict[Hashable, Latency], NoiseBand | None]:
+    """:func:`compare_latency`, and with a ``reference`` a twin of it timed in the same pass:
+    the :class:`NoiseBand` its ratios are read against (None without a reference).
+
+    >>> lat, band = compare_with_noise({"a": nn.Linear(4, 2)}, torch.zeros(1, 4), reference="a",
+    ...                                repeats=5)
+    >>> sorted(lat), band.rounds
+    (['a'], 5)
+    """
+    times, used = _timed_runs(models, example_input, warmup=warmup, repeats=repeats,
+                              threads=threads, twin_of=reference)
+    band = None if reference is None else noise_band(times[reference], times.pop(TWIN))
+    latencies = {
+        name: Latency(statistics.median(v), _p95(v), len(example_input), used, repeats)
         for name, v in times.items()
     }
+    return latencies, band
 
 
 def measure_latency(
@@ -193,8 +229,12 @@ def latency_table(
     warmup: int = 10,
     repeats: int = 50,
     threads: int | None = None,
+    noise_reference: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Report fields for each model, on every backend asked for, all timed in one pass.
+
+    With ``noise_reference`` (the baseline's name), its twin is timed in the same pass and
+    every row carries ``noise_band``, the relative width within which a ratio is noise.
 
     Eager PyTorch gives ``latency_ms``/``latency_p95_ms``; ``"sparse"`` deploys each model onto
     prunekit's sparse kernels where they measure faster (``sparse_layers``, and
@@ -225,9 +265,13 @@ def latency_table(
             if onnx_files is None or name not in onnx_files:
                 raise ValueError(f"backend 'onnxruntime' needs an ONNX file for {name!r}")
             candidates[name, "onnxruntime"] = OnnxRuntimeModule(onnx_files[name], threads=threads)
-    timed = compare_latency(
-        candidates, example_input, warmup=warmup, repeats=repeats, threads=threads
+    timed, band = compare_with_noise(
+        candidates, example_input, warmup=warmup, repeats=repeats, threads=threads,
+        reference=None if noise_reference is None else (noise_reference, "torch"),
     )
+    if band is not None:
+        for row in rows.values():
+            row["noise_band"] = band.width
     for (name, backend), latency in timed.items():
         if backend == "torch":
             rows[name] |= {"latency_ms": latency.median_ms, "latency_p95_ms": latency.p95_ms,

@@ -38,6 +38,8 @@ from prunekit.models import build_model
 from prunekit.modes import eval_mode
 from prunekit.preflight import RunError, check_model_takes_data, load_data, output_folder
 from prunekit.recipe import (
+    STAGE_KINDS,
+    CompressSpec,
     IterativeSpec,
     ModelSpec,
     PruneSpec,
@@ -225,11 +227,12 @@ def _iterate(ctx: RunContext, model: nn.Module, spec: IterativeSpec, label: str)
         _train(ctx, model, retrain, f"{label} round {round_index + 1}/{len(targets)}", round_index)
 
 
-def _run_stages(ctx: RunContext, model: nn.Module, variant: VariantSpec) -> None:
+def _run_stages(ctx: RunContext, model: nn.Module, variant: VariantSpec) -> nn.Module:
+    """Run the variant's stages on ``model``; return the model they leave (a ``compress``
+    stage hands back the step it chose, which may not be the last one it tried)."""
     for index, stage in enumerate(variant.stages):
         label = f"{variant.name}[{index}]"
-        kind = next(k for k in ("train", "prune", "iterative", "structured")
-                    if getattr(stage, k) is not None)
+        kind = next(k for k in STAGE_KINDS if getattr(stage, k) is not None)
         ctx.run.event("stage", variant=variant.name, stage=index, of=len(variant.stages), kind=kind)
         if stage.train is not None:
             _train(ctx, model, stage.train, label, index)
@@ -239,21 +242,64 @@ def _run_stages(ctx: RunContext, model: nn.Module, variant: VariantSpec) -> None
             _iterate(ctx, model, stage.iterative, label)
         elif stage.structured is not None:
             _prune_structured(ctx, model, stage.structured)
+        elif stage.compress is not None:
+            model = _compress(ctx, model, stage.compress, variant.name)
         distributed.adopt_writer_model(model, label)
+    return model
+
+
+def _compress(ctx: RunContext, model: nn.Module, spec: CompressSpec, variant: str) -> nn.Module:
+    """Meet the stage's budget (:func:`prunekit.compress.compress`); its path and verdict go
+    to ``<variant>/compress.md`` and the run's events, and a missed budget is logged loudly.
+
+    The recipe's baseline trained on the whole training split, so a validation split of it
+    would score training samples: the bound is judged on the test split the report shows."""
+    from prunekit.compress import Budget, Settings, compress
+    from prunekit.compress.report import path_table
+
+    settings = spec.train.over(ctx.recipe.train)
+    measure = ctx.recipe.measure
+    kind, fraction = spec.budget()[0]
+    directory = ctx.out_dir / variant
+    directory.mkdir(parents=True, exist_ok=True)
+    result = compress(
+        model, ctx.data, Budget(kind, fraction), max_drop=spec.max_drop,  # type: ignore[arg-type]
+        settings=Settings(
+            steps=spec.steps, epochs=settings.epochs or 0, lr=settings.lr or 1e-3,
+            batch_size=settings.batch_size or 64, optimizer=settings.optimizer or "adam",
+            loss=ctx.loss(settings.loss), distill=spec.distill, criterion=spec.criterion,
+            max_layer_ratio=spec.max_layer_ratio, round_to=spec.round_to,
+            validation=spec.validation, threads=measure.threads, uniform=False,
+            seed=ctx.recipe.seed,
+        ),
+        latency_input=ctx.data.x_test[: measure.latency_batch],
+        sensitivity_cache=str(directory / "sensitivity-structured.json"),
+        held_out=(ctx.data.x_test, ctx.data.y_test),  # the baseline trained on all of train
+        trust_code=ctx.trust_code, progress=ctx.progress,
+    )
+    write_text_atomic(directory / "compress.md",
+                      f"{path_table(result)}\n{result.noise}\n\n{result.verdict}\n")
+    ctx.run.event("compress", variant=variant, met=result.met, verdict=result.verdict)
+    (log.info if result.met else log.warning)("%s: %s", variant, result.verdict)
+    return result.model
 
 
 def _prune_structured(ctx: RunContext, model: nn.Module, spec: StructuredSpec) -> None:
-    """Physically remove units; data-driven criteria score on four training batches."""
-    from prunekit.structured import prune_channels
+    """Physically remove units (counts from the latency table unless the stage says not);
+    data-driven criteria score on four training batches."""
     from prunekit.structured.importance import ScoringData
+    from prunekit.structured.latency_aware import prune_aimed
 
     x, y = ctx.data.x_train, ctx.data.y_train
     scoring = ScoringData(
         batches=[(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)],
         loss=resolve_loss(ctx.loss(ctx.recipe.train.loss), trust_code=ctx.trust_code),
     )
-    prune_channels(
-        model, x[:1], ratio=spec.ratio, max_macs=spec.macs_fraction, criterion=spec.criterion,
+    measure = ctx.recipe.measure
+    prune_aimed(
+        model, ctx.data.x_test[: measure.latency_batch], ratio=spec.ratio,
+        max_macs=spec.macs_fraction, max_latency=spec.target_latency,
+        latency_aware=spec.latency_aware, threads=measure.threads, criterion=spec.criterion,
         scope=spec.scope, max_layer_ratio=spec.max_layer_ratio, round_to=spec.round_to,
         ignore=spec.ignore, data=scoring,
     )
@@ -444,7 +490,7 @@ def _run_variants(ctx: RunContext) -> tuple[list[Row], dict[str, nn.Module]]:
             model = _build(ctx, variant.model)
             spec, loss = variant.model or recipe.model, _final_loss(ctx, variant)
             check_model_takes_data(model, ctx.data, spec, loss)
-        _run_stages(ctx, model, variant)
+        model = _run_stages(ctx, model, variant)
         strip(model)
         distributed.check_identical(model, variant.name)
         loss = _final_loss(ctx, variant)
@@ -488,5 +534,6 @@ def _with_latency(ctx: RunContext, rows: list[Row], models: dict[str, nn.Module]
         onnx_files={name: ctx.out_dir / name / "model.onnx" for name in models},
         repeats=settings.repeats,
         threads=settings.threads,
+        noise_reference="baseline",
     )
     return [{**row, **timings[row["name"]]} for row in rows]

@@ -254,12 +254,17 @@ class IterativeSpec(_CriterionMixin):
 class StructuredSpec(_Strict):
     """Remove whole channels/neurons/heads (``prunekit.structured.prune_channels``).
 
-    Give ``ratio`` (fraction of each group's units, or of all units with ``scope: global``) or
-    ``macs_fraction`` (prune until MACs <= that fraction of the model's before this stage).
+    Give ``ratio`` (fraction of each group's units, or of all units with ``scope: global``),
+    ``macs_fraction`` (prune until MACs <= that fraction of the model's before this stage) or
+    ``target_latency`` (a fraction of its latency, measured at the recipe's ``measure`` batch
+    and threads). With ``latency_aware`` (the default) the channel counts come from a latency
+    table measured on this machine; a ratio then stands for the MACs it would leave.
     """
 
     ratio: Sparsity | None = None
     macs_fraction: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    target_latency: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    latency_aware: bool = True
     criterion: str = "l2"
     scope: Scope = "layer"
     max_layer_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
@@ -275,9 +280,51 @@ class StructuredSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_target(self) -> StructuredSpec:
-        if (self.ratio is None) == (self.macs_fraction is None):
-            raise ValueError("give exactly one target: 'ratio: 0.5' or 'macs_fraction: 0.5'")
+        given = [k for k in ("ratio", "macs_fraction", "target_latency")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one target: 'ratio: 0.5', 'macs_fraction: 0.5' or "
+                             "'target_latency: 0.5'")
         return self
+
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class CompressSpec(_Strict):
+    """Meet one budget within a quality bound (:func:`prunekit.compress.compress`).
+
+    One of ``target_macs``, ``target_latency`` (timed at the recipe's ``measure`` batch and
+    threads), ``target_size``, ``target_params``; ``max_drop`` is in the task's headline unit
+    (accuracy points, R², dB of PSNR); ``train`` is the fine-tuning after each of ``steps``.
+    """
+
+    target_macs: Fraction | None = None
+    target_latency: Fraction | None = None
+    target_size: Fraction | None = None
+    target_params: Fraction | None = None
+    max_drop: Annotated[float, Field(ge=0.0)]
+    steps: PositiveInt = 3
+    train: TrainSpec = TrainSpec(epochs=1)
+    distill: bool = False
+    criterion: str = "l2"
+    max_layer_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+    round_to: PositiveInt = 1
+    validation: Fraction = 0.2
+
+    _known_criterion = field_validator("criterion")(StructuredSpec._known_structured_criterion)
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> CompressSpec:
+        if len(self.budget()) != 1:
+            raise ValueError("give exactly one budget: target_macs, target_latency, "
+                             "target_size or target_params (a fraction such as 0.25)")
+        return self
+
+    def budget(self) -> list[tuple[str, float]]:
+        """The budgets given, as (kind, fraction)."""
+        return [(kind, value) for kind in ("macs", "latency", "size", "params")
+                if (value := getattr(self, f"target_{kind}")) is not None]
 
 
 class TrainStage(TrainSpec):
@@ -288,17 +335,21 @@ class TrainStage(TrainSpec):
     temperature: Annotated[float, Field(gt=0.0)] = 4.0
 
 
+STAGE_KINDS = ("train", "prune", "iterative", "structured", "compress")
+
+
 class Stage(_Strict):
-    """Exactly one of: train, prune, iterative, structured."""
+    """Exactly one of: train, prune, iterative, structured, compress."""
 
     train: TrainStage | None = None
     prune: PruneSpec | None = None
     iterative: IterativeSpec | None = None
     structured: StructuredSpec | None = None
+    compress: CompressSpec | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Stage:
-        kinds = ("train", "prune", "iterative", "structured")
+        kinds = STAGE_KINDS
         given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(

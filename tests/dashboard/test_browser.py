@@ -161,7 +161,8 @@ def test_a_what_if_moves_the_numbers_and_can_be_kept(page, run_id: str) -> None:
     page.click("#export-stage")
     stage = yaml.safe_load(page.locator("#stage-yaml").inner_text())
     assert stage["variants"][0]["stages"][-1]["structured"] == {
-        "ratio": 0.75, "criterion": "l2", "scope": "layer", "ignore": ["net.3"]}
+        "ratio": 0.75, "criterion": "l2", "scope": "layer", "ignore": ["net.3"],
+        "latency_aware": False}
     page.click("#export-model")
     assert page.locator("#model-link").inner_text().startswith("tiny/whatif/baseline-")
     shot(page, "whatif")

@@ -79,3 +79,15 @@ def test_each_submodules_mode_is_given_back(tmp_path: Path) -> None:
     prune_and_measure(model, torch.randn(4, 6), tmp_path, repeats=2, ratio=0.5)
     assert model[0].out_features == 4  # pruned, and every position keeps its own mode
     assert [m.training for m in model.modules()] == before == [True, True, False, True, False, True]
+
+
+def test_after_reports_the_macs_and_the_measured_latency_ratio(tmp_path: Path) -> None:
+    model = build_model("lenet5")
+    before, after = prune_and_measure(model, torch.randn(2, 1, 28, 28), tmp_path, repeats=3,
+                                      ratio=0.5, latency_aware=True, latency_budget_s=0.5)
+    assert after["latency_aware"] and after["latency_table_seconds"] > 0
+    assert after["macs_ratio"] == before["macs"] / after["macs"] > 1.5
+    assert after["latency_ratio"] == pytest.approx(before["latency_ms"] / after["latency_ms"])
+    assert after["latency_vs_macs"] == pytest.approx(after["latency_ratio"] / after["macs_ratio"])
+    assert after["speedup_text"].startswith(f"{after['latency_ratio']:.2f}x")
+    assert model.features[0].out_channels % 8 == 0 and model.features[3].out_channels % 8 == 0

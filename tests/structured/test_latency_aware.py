@@ -142,3 +142,32 @@ def test_end_to_end_with_a_measured_table() -> None:
     # On a net this small, measured times are mostly fixed cost, so only consistency is checked.
     expected = table.estimate_ms(net) / dense_ms
     assert report.estimated_latency_fraction == pytest.approx(expected, rel=1e-6)
+
+
+def test_prune_aimed_spends_what_the_uniform_ratio_would_leave() -> None:
+    import copy
+
+    from prunekit.structured import prune_channels
+    from prunekit.structured.latency_aware import prune_aimed
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1),
+                        nn.ReLU(), nn.Conv2d(64, 16, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(16 * 16 * 16, 10))
+    x = torch.randn(2, 3, 16, 16)
+    uniform = copy.deepcopy(net)
+    prune_channels(uniform, x, ratio=0.5, round_to=8)
+    table = measure_latency_table(net, x, configs=4, repeats=2)
+    aimed = copy.deepcopy(net)
+    report, used = prune_aimed(aimed, x, ratio=0.5, table=table)
+    assert used is table and isinstance(report.estimated_latency_fraction, float)
+    assert count_macs(aimed, x) <= count_macs(uniform, x)
+    assert all(m.out_channels % 8 == 0 for m in aimed.modules() if isinstance(m, nn.Conv2d))
+    fast = copy.deepcopy(net)
+    report, _ = prune_aimed(fast, x, max_latency=0.6, table=table)
+    assert report.estimated_latency_fraction <= 0.6
+    plain = copy.deepcopy(net)
+    _, none = prune_aimed(plain, x, ratio=0.5, latency_aware=False)
+    assert none is None and plain[0].out_channels == 16  # prune_channels' counts, round_to 1
+    with pytest.raises(ValueError, match="exactly one target"):
+        prune_aimed(copy.deepcopy(net), x, ratio=0.5, max_latency=0.5, table=table)

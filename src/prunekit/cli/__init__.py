@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from prunekit.cli import dashboard, explain, hf, prune, recipes
+from prunekit.cli import compress, dashboard, explain, hf, prune, recipes
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True,
@@ -30,6 +30,8 @@ app.command()(recipes.validate)
 app.command()(recipes.run)
 app.command()(prune.prune)
 app.command()(explain.explain)
+app.command()(compress.sensitivity)
+app.command()(compress.compress)
 app.command()(hf.oneshot)
 app.command()(hf.shrink)
 app.command()(dashboard.dashboard)

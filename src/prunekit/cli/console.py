@@ -1,7 +1,8 @@
 """What every command shares: the consoles, the one-line failure, the results table.
 
 Every message a user sees comes through here; bad input ends with one line on stderr and exit
-code 2, never a traceback.
+code 2, never a traceback; a run that could not reach what was asked ends with one line and
+exit code 3.
 """
 
 from __future__ import annotations
@@ -24,6 +25,17 @@ def fail(message: str) -> NoReturn:
     """Print ``message`` as one error line and exit with code 2."""
     errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+COULD_NOT = 3
+"""Exit code of a command that ran but could not do what was asked (``compress`` missing its
+budget within the bound): distinct from 2, bad input, which runs nothing."""
+
+
+def could_not(message: str) -> NoReturn:
+    """Print ``message`` as one line saying what could not be done, and exit with code 3."""
+    errors.print(f"[bold yellow]could not:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=COULD_NOT)
 
 
 def print_table(rows: list[dict], title: str) -> None:

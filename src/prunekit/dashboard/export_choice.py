@@ -13,7 +13,7 @@ per-layer unstructured amounts, have no stage form today; those are refused with
 >>> net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
 >>> s = Subject("r", "baseline", net, torch.zeros(1, 8), None, [], "cross_entropy", Path("."))
 >>> recipe_stage(s, parse_choice({"granularity": "structured", "amount": 0.5}))["stage"]
-{'structured': {'ratio': 0.5, 'criterion': 'l2', 'scope': 'layer'}}
+{'structured': {'ratio': 0.5, 'criterion': 'l2', 'scope': 'layer', 'latency_aware': False}}
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def _stage(subject: Subject, choice: Choice) -> dict[str, Any]:
         return {"prune": {"sparsity": choice.amount, "scope": choice.scope,
                           "criterion": choice.criterion}}
     if choice.amount is not None:
-        settings = {"ratio": choice.amount, "criterion": choice.criterion, "scope": choice.scope}
+        settings = {"ratio": choice.amount, "criterion": choice.criterion, "scope": choice.scope,
+                    "latency_aware": False}  # the what-if's counts, not the latency table's
         return {"structured": settings}
     ratios = sorted(set(choice.amounts.values()))
     if len(ratios) != 1:
@@ -58,7 +59,7 @@ def _stage(subject: Subject, choice: Choice) -> dict[str, Any]:
     graph = build_graph(subject.model, subject.example)
     kept = [m for g in graph.groups if str(g.index) not in choice.amounts for m in g.modules]
     return {"structured": {"ratio": ratios[0], "criterion": choice.criterion, "scope": "layer",
-                           "ignore": kept}}
+                           "ignore": kept, "latency_aware": False}}
 
 
 def _run_stage(subject: Subject, stage: dict[str, Any]) -> nn.Module:

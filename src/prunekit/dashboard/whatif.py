@@ -22,7 +22,6 @@ held-out batch, and latency timed round-robin against the original.
 from __future__ import annotations
 
 import copy
-import math
 import tempfile
 import time
 from collections.abc import Mapping
@@ -30,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from torch import nn
 
 from prunekit.dashboard.subject import Subject
 from prunekit.evaluate import count_macs, count_params, evaluate_accuracy, prunable_sparsity
 from prunekit.latency import compare_latency, repeats_for
+from prunekit.sensitivity import measure_sensitivity, prune_amounts
 
 Granularity = Literal["structured", "unstructured"]
 UNSTRUCTURED_CRITERIA = ("magnitude", "random")
@@ -100,30 +99,14 @@ def _scoring(subject: Subject, criterion: str) -> list:
 
 
 def _prune_structured(subject: Subject, model: nn.Module, choice: Choice) -> dict[str, Any]:
-    from prunekit.structured.prune import (
-        graph_and_scores,
-        plan_removal,
-        prune_channels,
-        remove_planned,
-    )
+    from prunekit.structured.prune import prune_channels
 
     data = _scoring(subject, choice.criterion)
-    if choice.amount is not None:
-        report = prune_channels(model, subject.example, ratio=choice.amount, scope=choice.scope,
-                                criterion=choice.criterion, data=data)
-    else:
-        start = time.perf_counter()
-        inputs, graph, scores = graph_and_scores(model, subject.example, choice.criterion,
-                                                 data, ())
-        remove = np.zeros(graph.num_units, dtype=bool)
-        for key, ratio in choice.amounts.items():
-            if not key.isdigit() or int(key) >= len(graph.groups):
-                raise ValueError(f"no pruning group {key!r}; the model has "
-                                 f"{len(graph.groups)} (0–{len(graph.groups) - 1})")
-            units = graph.groups[int(key)].units  # the library's own per-layer rule, one group
-            remove[units] = plan_removal(graph, scores.scores, ratio, scope="layer")[units]
-        report = remove_planned(graph, scores, remove, inputs, max(choice.amounts.values()),
-                                start)
+    if choice.amounts:
+        return prune_amounts(model, subject.example, "structured", choice.amounts,
+                             criterion=choice.criterion, data=data)
+    report = prune_channels(model, subject.example, ratio=choice.amount, scope=choice.scope,
+                            criterion=choice.criterion, data=data)
     return {"removed_units": report.removed, "units": report.units,
             "groups": [{"modules": list(g.modules), "units": g.units, "removed": g.removed}
                        for g in report.groups]}
@@ -131,30 +114,14 @@ def _prune_structured(subject: Subject, model: nn.Module, choice: Choice) -> dic
 
 def _prune_unstructured(model: nn.Module, choice: Choice) -> dict[str, Any]:
     from prunekit.masks import strip
-    from prunekit.unstructured import prune_by_ratio, targets
+    from prunekit.unstructured import prune_by_ratio
 
-    names = [weight.name for weight in targets(model)]
-    if choice.amount is not None:
-        layers = prune_by_ratio(model, choice.amount, scope=choice.scope,
-                                criterion=choice.criterion)
-    else:
-        layers = {}
-        for key, ratio in choice.amounts.items():
-            chosen = _tensors_of(key, names)  # the page names layers; a tensor name works too
-            others = [n for n in names if n not in chosen]
-            layers |= prune_by_ratio(model, ratio, scope="layer", criterion=choice.criterion,
-                                     ignore=others)
+    if choice.amounts:
+        return prune_amounts(model, None, "unstructured", choice.amounts,
+                             criterion=choice.criterion)
+    layers = prune_by_ratio(model, choice.amount, scope=choice.scope, criterion=choice.criterion)
     strip(model)
     return {"layer_sparsity": layers}
-
-
-def _tensors_of(key: str, names: list[str]) -> list[str]:
-    """The prunable tensors ``key`` names: itself, or every one of the layer ``key``."""
-    chosen = [key] if key in names else [n for n in names if n.rpartition(".")[0] == key]
-    if not chosen:
-        layers = sorted({n.rpartition(".")[0] for n in names})
-        raise ValueError(f"no prunable layer {key!r}; the layers are {layers}")
-    return chosen
 
 
 def apply_choice(subject: Subject, choice: Choice) -> tuple[nn.Module, dict[str, Any]]:
@@ -215,30 +182,12 @@ def try_choice(subject: Subject, choice: Choice) -> dict[str, Any]:
             "seconds": time.perf_counter() - start}
 
 
-SWEEP_AMOUNTS = {"structured": (0.25, 0.5, 0.75, 0.9), "unstructured": (0.5, 0.7, 0.9, 0.95)}
-
-
 def sensitivity_sweep(subject: Subject, granularity: Granularity) -> list[dict[str, Any]]:
     """Accuracy and loss on the held-out batch with each group (or layer) alone pruned at each
-    of :data:`SWEEP_AMOUNTS`: where the model can give and where it cannot, as run-store rows."""
-    from prunekit.structured import build_graph
-    from prunekit.unstructured import targets
-
+    amount of :data:`prunekit.sensitivity.AMOUNTS`, as run-store rows: the library's
+    :func:`~prunekit.sensitivity.measure_sensitivity`, on this variant."""
     if subject.held_out is None:
         raise ValueError(f"sensitivity needs held-out data, and {subject.why_no_data}")
-    if granularity == "structured":
-        graph = build_graph(subject.model, subject.example)
-        choices = {str(g.index): "+".join(g.modules) for g in graph.groups}
-        criterion = "l2"
-    else:
-        choices = {weight.name: weight.name for weight in targets(subject.model)}
-        criterion = "magnitude"
-    points = []
-    for key, label in choices.items():
-        for amount in SWEEP_AMOUNTS[granularity]:
-            model, _ = apply_choice(subject, Choice(granularity, criterion, amounts={key: amount}))
-            scores = evaluate_accuracy(model, *subject.held_out, loss=subject.loss)
-            points += [{"variant": subject.variant, "target": label, "granularity": granularity,
-                        "amount": amount, "metric": metric, "value": scores[metric]}
-                       for metric in ("accuracy", "loss") if math.isfinite(scores[metric])]
-    return points
+    result = measure_sensitivity(subject.model, subject.example, subject.held_out,
+                                 granularity=granularity, loss=subject.loss, progress=False)
+    return result.rows(subject.variant)

@@ -80,8 +80,21 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _ratio(ratio: float, row: Row) -> str:
+    """``ratio`` as ``1.87×``, marked "within noise" when the row's measured band holds it
+    (see :class:`prunekit.latency.NoiseBand`)."""
+    from prunekit.latency import NoiseBand
+
+    band = row.get("noise_band")
+    inside = (band is not None and math.isfinite(ratio) and ratio > 0
+              and NoiseBand(band, 1.0, 0, 0.0).contains(ratio))
+    return f"{ratio:.2f}× (within noise)" if inside else f"{ratio:.2f}×"
+
+
 def _speedup(row: Row, base: Row) -> str:
-    return f"{base['latency_ms'] / row['latency_ms']:.2f}×" if row["latency_ms"] > 0 else "—"
+    if not row["latency_ms"] > 0:
+        return "—"
+    return _ratio(base["latency_ms"] / row["latency_ms"], row)
 
 
 COLUMNS: list[tuple[str, Callable[[Row, Row], str]]] = [
@@ -105,13 +118,15 @@ def _sparse_speedup(row: Row, base: Row) -> str:
         return "all dense"  # deploy found no layer faster sparse: the model runs as it is
     if row.get("sparse_latency_ms") is None:
         return "—"
-    return f"{base['latency_ms'] / row['sparse_latency_ms']:.2f}×"
+    return _ratio(base["latency_ms"] / row["sparse_latency_ms"], row)
 
 
 OPTIONAL_COLUMNS: list[tuple[str, str, Callable[[Row, Row], str]]] = [
     ("sparse_latency_ms", "sparse-kernel ms", _ms("sparse_latency_ms")),
     ("sparse_latency_ms", "sparse speed-up", _sparse_speedup),
     ("onnx_latency_ms", "onnxruntime ms", _ms("onnx_latency_ms")),
+    ("noise_band", "noise band", lambda r, b: f"±{100 * r['noise_band']:.1f} %"
+     if r.get("noise_band") is not None else "—"),
 ]
 """Columns shown only when some row has their key (extra latency backends)."""
 

@@ -18,8 +18,10 @@ that defined it. Each submodule's train/eval mode is given back as it was.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +31,14 @@ from torch import Tensor, nn
 
 from prunekit.data import Dataset, load_dataset
 from prunekit.evaluate import count_macs, count_params, prunable_sparsity
-from prunekit.latency import Latency, compare_latency
+from prunekit.latency import (
+    Latency,
+    NoiseBand,
+    _p95,
+    describe_ratio,
+    fixed_threads,
+    time_until_stable,
+)
 from prunekit.losses import Loss
 from prunekit.modes import eval_mode, restore_modes
 from prunekit.report import write_report
@@ -37,7 +46,7 @@ from prunekit.runs import fingerprint_of, record_run
 from prunekit.runs.layers import layer_profiles, without_timing
 from prunekit.structured.deploy import prepare_for_cpu
 from prunekit.structured.importance import ScoringData
-from prunekit.structured.prune import prune_channels
+from prunekit.structured.latency_aware import prune_aimed
 from prunekit.tasks import evaluate_task, get_task
 
 Row = dict[str, Any]
@@ -84,10 +93,21 @@ def prune_and_measure(
     trust_code: bool = False,
     repeats: int = 20,
     deploy: bool = False,
+    latency_aware: bool = False,
+    threads: int | None = None,
+    latency_budget_s: float = 2.0,
     title: str = "structured pruning",
     **prune_options: Any,
 ) -> list[Row]:
-    """Measure ``model``, prune it with :func:`prune_channels` (``prune_options``), measure again.
+    """Measure ``model``, prune it with :func:`~.latency_aware.prune_aimed` (``prune_options``:
+    ``ratio``, ``max_macs`` or ``max_latency`` and the pruner's options), measure again.
+
+    With ``latency_aware`` (the command line's default) the channel counts come from a latency
+    table measured on ``example_input`` at ``threads``; ``max_latency`` always measures one.
+    Both models are timed round-robin with a twin of ``before`` until the noise band is narrow
+    or ``latency_budget_s`` is spent (:func:`prunekit.latency.time_until_stable`): ``after`` carries the MACs ratio, the latency
+    ratio, their quotient (``latency_vs_macs``: 1.0 when time falls as fast as MACs) and the
+    speed-up marked "within noise" where the band holds it.
 
     Writes ``out_dir/model.safetensors`` (the compacted model, loadable by ``prunekit.load``)
     and ``out_dir/report.{json,md,csv,html}`` with rows ``before`` and ``after``. With a
@@ -111,13 +131,14 @@ def prune_and_measure(
         raise ValueError("a loss is measured and scored on data: give the data set too (--data)")
     dense = copy.deepcopy(model)
     with restore_modes(model):  # pruning, timing, counting and saving all run the model
-        report = prune_channels(model, example_input, **prune_options)
+        report, table = prune_aimed(model, example_input, latency_aware=latency_aware,
+                                    threads=threads, **prune_options)
         timed, timed_input = {"before": dense, "after": model}, example_input
         if deploy:
             timed = {k: prepare_for_cpu(copy.deepcopy(m)) for k, m in timed.items()}
             if example_input.dim() == 4:
                 timed_input = example_input.to(memory_format=torch.channels_last)
-        latency = compare_latency(timed, timed_input, repeats=repeats, warmup=3)
+        latency, band = _timed(timed, timed_input, repeats, threads, latency_budget_s)
         with tempfile.TemporaryDirectory() as scratch:
             before = _row("before", dense, example_input, Path(scratch) / "before.safetensors",
                           dataset, criterion, latency["before"], {})
@@ -127,6 +148,14 @@ def prune_and_measure(
                          "removed_units": report.removed, "folded_units": report.folded,
                          "prune_seconds": report.seconds, "model_file": "model.safetensors",
                      })  # fmt: skip
+        speedup = before["latency_ms"] / after["latency_ms"]
+        after |= {"macs_ratio": before["macs"] / after["macs"], "latency_ratio": speedup,
+                  "latency_vs_macs": speedup / (before["macs"] / after["macs"]),
+                  "speedup_text": describe_ratio(speedup, band), "noise_band": band.width,
+                  "latency_aware": table is not None}
+        if table is not None:
+            after |= {"latency_table_seconds": table.seconds,
+                      "latency_table_fit_error": table.fit_error}
         layers = layer_profiles({"before": dense, "after": model}, example_input,
                                 reference="before", repeats=min(repeats, 20))
     options = {k: (list(v) if isinstance(v, (tuple, set, frozenset)) else v)
@@ -141,6 +170,23 @@ def prune_and_measure(
     record_run(out, "prune", command, fingerprint_of([title, command]), rows, title=title,
                layers=layers)
     return rows
+
+
+def _timed(models: dict[str, nn.Module], example_input: Tensor, repeats: int,
+           threads: int | None, budget_s: float) -> tuple[dict[str, Latency], NoiseBand]:
+    """Each model's latency, timed with a twin of ``before``: at least ``repeats`` rounds,
+    more until the band is under 3 % or ``budget_s`` is spent."""
+    with contextlib.ExitStack() as modes, torch.inference_mode(), fixed_threads(threads):
+        for model in models.values():
+            modes.enter_context(eval_mode(model))
+        runs = {name: (lambda m=model: m(example_input)) for name, model in models.items()}
+        stable = time_until_stable(runs, reference="before", min_rounds=max(2, repeats),
+                                   warmup=3, untimed_per_turn=1, budget_s=budget_s)
+        used = torch.get_num_threads()
+    latency = {name: Latency(statistics.median(stable.times[name]), _p95(stable.times[name]),
+                             len(example_input), used, len(stable.times[name]))
+               for name in models}
+    return latency, stable.band
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -169,7 +215,8 @@ def parse_macs(text: str) -> int | float:
 
 
 def load_model(
-    model_spec: str, weights: str | Path | None = None, *, trust_code: bool = False
+    model_spec: str, weights: str | Path | None = None, *, trust_code: bool = False,
+    **model_kwargs: Any,
 ) -> nn.Module:
     """The model ``prunekit prune`` starts from.
 
@@ -177,7 +224,8 @@ def load_model(
     written by :func:`prunekit.save` (``.safetensors``: rebuilt without its code, so an already
     pruned model can be pruned again). ``weights`` is a state dict for that model, in any file
     prunekit writes (dense, bitmask or CSR, through :func:`prunekit.sparse.load_state_dict`) or
-    plain safetensors. A factory in user code is imported (and so run) only with ``trust_code``.
+    plain safetensors. A factory in user code is imported (and so run) only with ``trust_code``;
+    ``model_kwargs`` are its (or the zoo model's) arguments.
     """
     from prunekit.models import build_model
     from prunekit.saving import load
@@ -188,7 +236,7 @@ def load_model(
             raise FileNotFoundError(f"model file {model_spec!r} does not exist; check --model")
         model = load(model_spec)
     else:
-        model = build_model(model_spec, trust_code=trust_code)
+        model = build_model(model_spec, trust_code=trust_code, **model_kwargs)
     if weights is not None:
         if not Path(weights).is_file():
             raise FileNotFoundError(f"weights file {str(weights)!r} does not exist")
@@ -225,6 +273,9 @@ def prune_from_spec(
     trust_code: bool = False,
     repeats: int = 20,
     deploy: bool = False,
+    latency_aware: bool = False,
+    threads: int | None = None,
+    latency_budget_s: float = 2.0,
     **prune_options: Any,
 ) -> list[Row]:
     """``prunekit prune``: load the model (see :func:`load_model`), prune it, report.
@@ -245,4 +296,5 @@ def prune_from_spec(
     example = torch.randn(*shape)
     return prune_and_measure(model, example, out_dir, dataset=dataset, loss=loss,
                              trust_code=trust_code, repeats=repeats, deploy=deploy,
-                             title=f"{model_spec} structured pruning", **prune_options)
+                             latency_aware=latency_aware, threads=threads,
+                             latency_budget_s=latency_budget_s, title=f"{model_spec} structured pruning", **prune_options)

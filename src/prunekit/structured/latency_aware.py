@@ -271,3 +271,74 @@ def prune_for_latency(
                             float(remove.sum()) / max(1, len(remove)), start)
     fraction = search.totals()[0] / dense_ms if dense_ms else 1.0
     return LatencyPruneReport(*(getattr(report, f.name) for f in fields(PruneReport)), fraction)
+
+
+def prune_aimed(
+    model: nn.Module,
+    example_input: Tensor,
+    *,
+    ratio: float | None = None,
+    max_macs: float | None = None,
+    max_latency: float | None = None,
+    latency_aware: bool = True,
+    table: LatencyTable | None = None,
+    threads: int | None = None,
+    criterion: str = "l2",
+    data: ScoringData | Sequence[tuple[Tensor, Tensor]] | None = None,
+    ignore: Iterable[str] = (),
+    scope: str = "layer",
+    max_layer_ratio: float = 0.9,
+    round_to: int | None = None,
+) -> tuple[PruneReport, LatencyTable | None]:
+    """Prune to one target — ``ratio``, ``max_macs`` or ``max_latency`` — with the channel
+    counts chosen from this machine's measured latency table (unless ``latency_aware`` is off).
+
+    Why: the same MACs cost different time in different layers and widths, so the counts a
+    uniform ratio gives are rarely the fastest. With ``latency_aware``, a ``ratio`` stands for
+    the MACs the uniform ratio would leave, and :func:`prune_for_latency` spends exactly those
+    MACs where the table says they are slowest; ``max_latency`` always needs the table. The
+    table (measured on ``example_input``, a full batch, at ``threads``, unless given) is
+    returned for the report. Without ``latency_aware``, this is :func:`~.prune.prune_channels`.
+    ``round_to`` defaults to 8 (oneDNN's AVX2 width) when the table chooses, else to 1.
+
+    >>> import torch
+    >>> net = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU())
+    >>> report, table = prune_aimed(net, torch.randn(2, 3, 12, 12), ratio=0.5)
+    >>> net[0].out_channels < 32 and net[0].out_channels % 8 == 0, table is not None
+    (True, True)
+    """
+    from prunekit.evaluate import count_macs
+    from prunekit.structured.latency_table import measure_latency_table
+    from prunekit.structured.prune import (
+        estimate_macs,
+        plan_for_target,
+        prune_channels,
+        validate_target,
+    )
+
+    targets = [t for t in (ratio, max_macs, max_latency) if t is not None]
+    if len(targets) != 1:
+        raise ValueError("give exactly one target: a ratio, a MACs fraction or count, or a "
+                         "latency fraction")
+    aimed = max_latency is not None or latency_aware
+    round_to = round_to if round_to is not None else 8 if aimed else 1
+    if not aimed:
+        return prune_channels(model, example_input, ratio=ratio, max_macs=max_macs, scope=scope,
+                              max_layer_ratio=max_layer_ratio, criterion=criterion, data=data,
+                              ignore=ignore, round_to=round_to), None  # type: ignore[arg-type]
+    if ratio is not None:
+        validate_target(ratio, None, scope, max_layer_ratio, round_to)
+        inputs, graph, scores = graph_and_scores(model, example_input, criterion, data, ignore)
+        _, remove = plan_for_target(graph, scores.scores, inputs, ratio=ratio, max_macs=None,
+                                    scope=scope, max_layer_ratio=max_layer_ratio,  # type: ignore[arg-type]
+                                    round_to=round_to)
+        measured = count_macs(model, inputs)
+        fixed = measured - estimate_macs(graph, np.zeros_like(remove))
+        max_macs = min(1.0, (estimate_macs(graph, remove) + fixed) / measured)
+    if table is None:
+        table = measure_latency_table(model, example_input, threads=threads, round_to=round_to,
+                                      ignore=list(ignore))
+    report = prune_for_latency(model, example_input, table, max_latency=max_latency,
+                               max_macs=max_macs, criterion=criterion, data=data, ignore=ignore,
+                               max_layer_ratio=max_layer_ratio, round_to=round_to)
+    return report, table

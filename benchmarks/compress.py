@@ -1,0 +1,169 @@
+"""Budget-driven compression (issue 11) and latency-aimed structured pruning (issue 14, item 2).
+
+Three tables, each beside its baseline:
+
+1. ``--target-macs 0.25 --max-accuracy-drop 1.0`` on LeNet-5 and ResNet-20 (one input channel)
+   trained on MNIST-5k: :func:`prunekit.compress.compress` (sensitivity on a validation split,
+   greedy walk, 3 prune + 1-epoch fine-tune steps) against the uniform ratio at the same
+   estimated MACs with the same steps and fine-tuning. Test accuracy side by side, wall time.
+2. ``--target-latency 0.5`` on ResNet-18 (batch 8, 224², 2 threads), random weights (latency
+   does not depend on them; no quality is claimed): the measured latency fraction (with the
+   noise band of the same run), and the MACs the search keeps against the uniform ratio at the
+   same measured latency. No fine-tuning (epochs 0) and no quality bound.
+3. ``prunekit prune``'s own before/after on ResNet-18 (batch 8, 224², 2 threads, ratio 0.5),
+   with the channel counts from the latency table (the default) and uniform: the MACs ratio,
+   the latency ratio and their quotient (target ≥ 0.95).
+
+    .venv/bin/python benchmarks/compress.py            # full run (~25 min on 2 quiet cores)
+    .venv/bin/python benchmarks/compress.py --quick    # smoke test: small inputs, 1 epoch
+
+Writes ``benchmarks/results/compress.json`` with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import tempfile
+import time
+
+import torch
+from common import machine_line, print_table, write_results
+
+from prunekit.compress import Budget, Settings, compress
+from prunekit.compress.run import validation_split
+from prunekit.data import Dataset, load_dataset
+from prunekit.models import build_model
+from prunekit.structured.before_after import prune_and_measure
+from prunekit.train import fit
+
+
+def quality_rows(args: argparse.Namespace) -> list[dict]:
+    """Table 1: LeNet-5 and ResNet-20 on MNIST-5k at a quarter of the MACs."""
+    data = load_dataset("mnist5k", n_samples=1000 if args.quick else None)
+    rows = []
+    zoo = {"lenet5": {}, "resnet20": {"in_channels": 1}}
+    for name in args.models.split(","):
+        kwargs, epochs = zoo[name], 6
+        torch.manual_seed(0)
+        model = build_model(name, **kwargs)
+        (x_fit, y_fit), _ = validation_split(data, 0.2)
+        start = time.perf_counter()
+        fit(model, x_fit, y_fit, epochs=1 if args.quick else epochs, progress=False)
+        trained_s = time.perf_counter() - start
+        start = time.perf_counter()
+        result = compress(model, data, Budget("macs", 0.25), max_drop=1.0,
+                          settings=Settings(steps=3, epochs=1, latency_budget_s=5.0),
+                          progress=False)
+        seconds = time.perf_counter() - start
+        by = {r["name"]: r for r in result.rows}
+        chosen = next(r for r in result.rows if r["chosen"])
+        uniform = by.get("uniform", {})
+        rows.append({
+            "model": name, "baseline_train_s": trained_s, "compress_s": seconds,
+            "met": result.met, "verdict": result.verdict,
+            "dense_accuracy": by["dense"]["accuracy"], "accuracy": chosen["accuracy"],
+            "macs_fraction": chosen["budget_fraction"],
+            "uniform_accuracy": uniform.get("accuracy", math.nan),
+            "uniform_macs_fraction": uniform.get("budget_fraction", math.nan),
+            "val_drop": chosen["drop"], "uniform_val_drop": uniform.get("drop", math.nan),
+            "steps": [{k: r.get(k) for k in ("name", "budget_fraction", "accuracy", "drop",
+                                             "predicted_drop", "speedup")}
+                      for r in result.rows],
+        })
+    return rows
+
+
+def _random_images(size: int, count: int, classes: int) -> Dataset:
+    torch.manual_seed(0)
+    x = torch.randn(count, 3, size, size)
+    y = torch.randint(0, classes, (count,))
+    half = count // 2
+    return Dataset("random-images", x[:half], y[:half], x[half:], y[half:], classes)
+
+
+def latency_row(args: argparse.Namespace) -> dict:
+    """Table 2: ResNet-18 aimed at half its measured latency."""
+    size, batch = (64, 4) if args.quick else (224, 8)
+    data = _random_images(size, 40, 1000)
+    torch.manual_seed(0)
+    model = build_model("resnet18").eval()
+    start = time.perf_counter()
+    result = compress(model, data, Budget("latency", 0.5), max_drop=1e9,
+                      settings=Settings(steps=2, epochs=0, threads=2, round_to=8,
+                                        amounts=(0.5,), latency_budget_s=5.0 if args.quick
+                                        else 30.0),
+                      latency_input=data.x_test[:batch], progress=False)
+    by = {r["name"]: r for r in result.rows}
+    chosen = next(r for r in result.rows if r["chosen"])
+    uniform = by.get("uniform", {})
+    return {
+        "input": f"{batch}×3×{size}²", "threads": 2, "met": result.met,
+        "latency_fraction": chosen["budget_fraction"],
+        "macs_kept": chosen["macs"] / by["dense"]["macs"],
+        "uniform_latency_fraction": uniform.get("budget_fraction", math.nan),
+        "uniform_macs_kept": uniform.get("macs", math.nan) / by["dense"]["macs"],
+        "noise": result.noise, "seconds": time.perf_counter() - start,
+        "verdict": result.verdict,
+    }
+
+
+def prune_rows(args: argparse.Namespace) -> list[dict]:
+    """Table 3: ``prunekit prune --ratio 0.5`` on ResNet-18, latency-aware and uniform."""
+    size, batch = (64, 4) if args.quick else (224, 8)
+    torch.manual_seed(0)
+    dense = build_model("resnet18")
+    example = torch.randn(batch, 3, size, size)
+    rows = []
+    for aware in (True, False):
+        for deploy in (False, True):
+            with tempfile.TemporaryDirectory() as out:
+                _, after = prune_and_measure(copy.deepcopy(dense), example, out, ratio=0.5,
+                                             latency_aware=aware, threads=2, deploy=deploy,
+                                             repeats=10, latency_budget_s=5.0 if args.quick
+                                             else 20.0)
+            rows.append({"counts": "latency table" if aware else "uniform",
+                         "timed": "BN folded" if deploy else "eager",
+                         "macs_ratio": after["macs_ratio"], "latency_ratio": after["latency_ratio"],
+                         "latency_vs_macs": after["latency_vs_macs"],
+                         "speedup": after["speedup_text"], "noise_band": after["noise_band"]})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small inputs, 1 epoch")
+    parser.add_argument("--only", choices=("quality", "latency", "prune"), default=None)
+    parser.add_argument("--models", default="lenet5,resnet20", help="for the quality table")
+    args = parser.parse_args()
+    print(machine_line())
+    payload: dict = {"quick": args.quick}
+    if args.only in (None, "quality"):
+        payload["quality"] = quality = quality_rows(args)
+        print_table(["model", "dense acc %", "compress acc %", "MACs", "uniform acc %",
+                     "uniform MACs", "met", "seconds"],
+                    [[r["model"], f"{100 * r['dense_accuracy']:.2f}",
+                      f"{100 * r['accuracy']:.2f}", f"{r['macs_fraction']:.3f}",
+                      f"{100 * r['uniform_accuracy']:.2f}", f"{r['uniform_macs_fraction']:.3f}",
+                      r["met"], f"{r['compress_s']:.0f}"] for r in quality])
+    if args.only in (None, "latency"):
+        payload["latency"] = row = latency_row(args)
+        print_table(["input", "latency (measured)", "MACs kept", "uniform latency",
+                     "uniform MACs kept", "met", "noise"],
+                    [[row["input"], f"{row['latency_fraction']:.3f}", f"{row['macs_kept']:.3f}",
+                      f"{row['uniform_latency_fraction']:.3f}",
+                      f"{row['uniform_macs_kept']:.3f}", row["met"], row["noise"]]])
+    if args.only in (None, "prune"):
+        payload["prune"] = rows = prune_rows(args)
+        print_table(["counts", "timed", "MACs ratio", "latency ratio", "latency / MACs",
+                     "speed-up"],
+                    [[r["counts"], r["timed"], f"{r['macs_ratio']:.2f}",
+                      f"{r['latency_ratio']:.2f}", f"{r['latency_vs_macs']:.2f}", r["speedup"]]
+                     for r in rows])
+    name = "compress" + ("-quick" if args.quick else "") + (f"-{args.only}" if args.only else "")
+    print(f"results: {write_results(name, payload)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""compress on a small trained model: the budget is met as measured, the steps are honest, the
+uniform baseline stands beside them, and an impossible bound is reported, not hidden."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import pytest
+import torch
+
+from prunekit.compress import Budget, Settings, compress
+from prunekit.compress.run import validation_split
+from prunekit.data import load_dataset
+from prunekit.evaluate import count_macs, count_params
+from prunekit.models import build_model
+from prunekit.train import fit
+
+FAST = {"steps": 2, "epochs": 1, "lr": 0.01, "latency_budget_s": 0.5}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    data = load_dataset("digits")
+    (x_fit, y_fit), _ = validation_split(data, 0.2)
+    torch.manual_seed(0)
+    model = build_model("mlp", in_features=64, hidden=(48, 32))
+    fit(model, x_fit, y_fit, epochs=4, lr=0.01, progress=False)
+    return model.eval(), data
+
+
+def test_a_macs_budget_is_met_as_counted(trained) -> None:
+    model, data = trained
+    dense_macs = count_macs(model, data.x_train[:1])
+    result = compress(copy.deepcopy(model), data, Budget("macs", 0.3), max_drop=3.0,
+                      settings=Settings(**FAST), progress=False)
+    assert result.met and result.verdict.startswith("met --target-macs 0.3")
+    names = [r["name"] for r in result.rows]
+    assert names[0] == "dense" and names[-1] == "uniform" and "step 1" in names
+    chosen = next(r for r in result.rows if r["chosen"])
+    assert count_macs(result.model, data.x_train[:1]) == chosen["macs"] <= 0.3 * dense_macs
+    assert chosen["budget_fraction"] == chosen["macs"] / dense_macs and chosen["drop"] <= 3.0
+    steps = [r for r in result.rows if r["name"].startswith("step")]
+    assert [r["step"] for r in steps] == list(range(1, len(steps) + 1))
+    assert all(b["macs"] < a["macs"] for a, b in itertools.pairwise(steps))
+    uniform = result.rows[-1]
+    assert uniform["budget_fraction"] <= chosen["estimated_fraction"] + 1e-9
+    assert all(r["latency_ms"] > 0 for r in result.rows) and "noise band" in result.noise
+    assert any(r["pareto"] for r in result.rows)
+    assert [c.target for c in result.sensitivity.curves] == ["net.1", "net.3"]
+
+
+def test_a_params_budget_with_distillation(trained) -> None:
+    model, data = trained
+    result = compress(copy.deepcopy(model), data, Budget("params", 0.5), max_drop=5.0,
+                      settings=Settings(**FAST, distill=True, uniform=False), progress=False)
+    assert result.met
+    assert count_params(result.model)[0] <= 0.5 * count_params(model)[0]
+
+
+def test_an_impossible_bound_says_so_and_keeps_the_best(trained) -> None:
+    model, data = trained
+    result = compress(copy.deepcopy(model), data, Budget("macs", 0.02), max_drop=0.5,
+                      settings=Settings(**{**FAST, "epochs": 0}, uniform=False), progress=False)
+    assert not result.met
+    assert result.verdict.startswith("could not meet --target-macs 0.02 within 0.5 pt")
+    chosen = next(r for r in result.rows if r["chosen"])
+    assert chosen["drop"] <= 0.5
+    assert result.rows[-1]["drop"] > 0.5 and not result.rows[-1]["chosen"]
+    assert count_macs(result.model, data.x_train[:1]) == chosen["macs"]
+
+
+def test_bad_settings_fail_before_any_work(trained) -> None:
+    model, data = trained
+    with pytest.raises(ValueError, match=r"in \(0, 1\)"):
+        Budget("macs", 1.5)
+    with pytest.raises(ValueError, match="unknown budget"):
+        Budget("flops", 0.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        compress(model, data, Budget("macs", 0.5), max_drop=1.0, settings=Settings(steps=0))
