@@ -400,7 +400,7 @@ def time_until_stable(
     reference's: compare other candidates with it, and time the baseline as the reference.
 
     >>> result = time_until_stable({"a": lambda: sum(range(100)), "b": lambda: None},
-    ...                            max_band=10.0, budget_s=1.0)
+    ...                            max_band=1e9, budget_s=1.0)  # any band: stops at min_rounds
     >>> result.converged, sorted(result.medians), result.band.rounds
     (True, ['a', 'b'], 5)
     """

@@ -38,8 +38,8 @@ def path_table(result: CompressResult) -> str:
     ...        "predicted_drop": 0.0, "drop": 0.0, "val_accuracy": 0.9, "accuracy": 0.91,
     ...        "macs_ratio": 1.0, "speedup_text": "1.00x (within noise)", "pareto": True,
     ...        "chosen": False}
-    >>> path_table(CompressResult([row], None, False, "v", s)).splitlines()[2][:40]
-    '| dense | 1.000 | 1.000 | 0.00 | 0.00 | 9'
+    >>> path_table(CompressResult([row], None, False, "v", s)).splitlines()[2][:45]
+    '| dense | 1.000 | 1.000 | 0.00 | 0.00 | 90.00'
     """
     metric, scale, unit = headline(result.sensitivity.task)
     header = ["step", "budget (measured)", "estimated", f"predicted drop ({unit})",

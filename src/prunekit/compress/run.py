@@ -95,7 +95,7 @@ def validation_split(
     >>> from prunekit.data import load_dataset
     >>> (x_fit, _), (x_val, _) = validation_split(load_dataset("digits"), 0.2)
     >>> len(x_fit), len(x_val)
-    (1150, 287)
+    (1151, 287)
     """
     order = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))
     n_val = int(fraction * len(order))
