@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from prunekit.io import write_text_atomic
 from prunekit.progress import progress_bar
 from prunekit.resume import fingerprint, tensors_digest
-from prunekit.tasks import evaluate_task, get_task
+from prunekit.tasks import evaluate_task, get_task, headline
 
 log = logging.getLogger(__name__)
 
@@ -62,26 +62,6 @@ AMOUNTS: dict[str, tuple[float, ...]] = {
 """The default grid of amounts per granularity (fraction of a target's units or weights)."""
 CRITERIA = {"structured": "l2", "unstructured": "magnitude"}
 """The default criterion per granularity."""
-HEADLINE: dict[str, tuple[str, float, str]] = {
-    "classification": ("accuracy", 100.0, "pt"),
-    "multilabel": ("accuracy", 100.0, "pt"),
-    "regression": ("r2", 1.0, "R²"),
-    "reconstruction": ("psnr", 1.0, "dB"),
-}
-"""Task → (headline metric, scale to the bound's unit, that unit). Every headline metric is
-higher-is-better, so a drop is ``scale · (dense − pruned)`` for all of them."""
-
-
-def headline(task: str) -> tuple[str, float, str]:
-    """The metric a drop bound is stated in for ``task``, its scale and unit.
-
-    >>> headline("classification"), headline("reconstruction")
-    (('accuracy', 100.0, 'pt'), ('psnr', 1.0, 'dB'))
-    """
-    get_task(task)
-    return HEADLINE[task]
-
-
 def prune_amounts(
     model: nn.Module,
     example_input: Tensor,

@@ -82,6 +82,21 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+HEADLINE_UNITS: dict[str, tuple[float, str]] = {"accuracy": (100.0, "pt"), "r2": (1.0, "R²"),
+                                                "psnr": (1.0, "dB")}
+"""Headline metric → (scale to the unit a drop is stated in, that unit). Every headline
+metric is higher-is-better, so a drop is ``scale · (dense − pruned)`` for all of them."""
+
+
+def headline(task: str) -> tuple[str, float, str]:
+    """The metric ``task`` is judged by (its first metric), its scale and unit.
+
+    >>> headline("classification"), headline("reconstruction")
+    (('accuracy', 100.0, 'pt'), ('psnr', 1.0, 'dB'))
+    """
+    metric = get_task(task).metrics[0]
+    return (metric, *HEADLINE_UNITS[metric])
+
 class _Sums:
     """Running sums over batches, in float64, from which every task's metrics follow."""
 

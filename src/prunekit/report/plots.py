@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from prunekit.report.table import _measured as measured
+from prunekit.tasks import headline as task_headline
 
 Row = dict[str, Any]
 
@@ -32,22 +33,21 @@ COSTS: list[tuple[str, Callable[[Row, Row], float]]] = [
 ]
 """The x axes of :func:`accuracy_vs_costs`: one panel per way a variant can be cheaper."""
 
-HEADLINE: dict[str, tuple[str, float, str]] = {
-    "classification": ("accuracy", 100.0, "test accuracy (%)"),
-    "multilabel": ("accuracy", 100.0, "label accuracy (%)"),
-    "regression": ("r2", 1.0, "test R²"),
-    "reconstruction": ("psnr", 1.0, "test PSNR (dB)"),
-}
-"""Each task's headline metric (:mod:`prunekit.tasks`, first metric): key, scale, axis label."""
+AXIS_LABELS = {"classification": "test accuracy (%)", "multilabel": "label accuracy (%)",
+               "regression": "test R²", "reconstruction": "test PSNR (dB)"}
+"""The y-axis label of each task's headline metric (:func:`prunekit.tasks.headline`)."""
 
 
 def headline(rows: Sequence[Row]) -> tuple[str, float, str]:
-    """The metric the rows' task is judged by (rows without a ``task`` are classification).
+    """Key, scale and axis label of the metric the rows' task is judged by (rows without a
+    ``task`` are classification).
 
     >>> headline([{"task": "regression"}])
     ('r2', 1.0, 'test R²')
     """
-    return HEADLINE.get(rows[0].get("task") or "classification", HEADLINE["classification"])
+    task = rows[0].get("task") or "classification"
+    metric, scale, _ = task_headline(task)
+    return metric, scale, AXIS_LABELS[task]
 
 
 def removed_or_zero(row: Row, base: Row) -> float:
