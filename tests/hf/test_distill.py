@@ -52,3 +52,27 @@ def test_hidden_state_term_and_bad_steps(tiny, ids):
     assert report.final_loss < report.initial_loss
     with pytest.raises(ValueError, match="steps"):
         distill(student, teacher, [{"input_ids": ids}], steps=0)
+
+
+def test_layer_term_pulls_every_layer_back_and_refuses_unpaired_depths(tiny, ids):
+    from prunekit.hf.rewrite import keep_ffn_units, keep_layers
+
+    teacher = tiny.bert(layers=3)
+    student = copy.deepcopy(teacher)
+    for index in range(3):
+        keep_ffn_units(student, index, torch.arange(16))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    def layer_gap(model) -> float:  # mean 1 − cos over the inner layers' token states
+        with torch.no_grad():
+            s = model(**batch, output_hidden_states=True).hidden_states[1:-1]
+            t = teacher(**batch, output_hidden_states=True).hidden_states[1:-1]
+        return float(sum((1 - torch.cosine_similarity(a, b, dim=-1)).mean() for a, b in zip(s, t)))
+
+    before = layer_gap(student)
+    report = distill(student, teacher, [batch], steps=25, lr=3e-3, layer_weight=1.0, progress=False)
+    assert report.final_loss < report.initial_loss
+    assert layer_gap(student) < 0.5 * before  # inner layers move, not only the last one
+    keep_layers(student, [0, 2])
+    with pytest.raises(ValueError, match="2 and 3 layers"):
+        distill(student, teacher, [batch], steps=2, layer_weight=1.0, progress=False)

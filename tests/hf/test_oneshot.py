@@ -90,3 +90,25 @@ def test_owl_with_nm_is_refused(tiny, ids):
 def test_unknown_method_is_refused(tiny, ids):
     with pytest.raises(ValueError, match="method"):
         prune_oneshot(tiny.llama(), _batches(ids), method="obs", sparsity=0.5, progress=False)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_statistics_shared_between_projections_equal_each_ones_own_inputs(tiny, ids, family):
+    """q/k/v (and gate/up) share one computed Gram matrix; each must still equal XᵀX of the
+    inputs that Linear saw — and o_proj/down_proj, fed other tensors, their own."""
+    from prunekit.hf import oneshot as module
+    from prunekit.hf.layerwise import capture_layer_inputs
+
+    model = getattr(tiny, family)()
+    batches = _batches(ids)
+    layer = decoder_layers(model)[0]
+    seen = {name: [] for name in linear_layers(layer)}
+    handles = [m.register_forward_pre_hook(lambda _m, a, n=name: seen[n].append(a[0].detach()))
+               for name, m in linear_layers(layer).items()]
+    stats, _ = module._gather(layer, capture_layer_inputs(model, batches), hessian=True)
+    for handle in handles:
+        handle.remove()
+    for name, inputs in seen.items():
+        x = torch.cat([t.reshape(-1, t.shape[-1]) for t in inputs]).double()
+        torch.testing.assert_close(stats[name].hessian(), 2 / x.shape[0] * x.T @ x)
+        torch.testing.assert_close(stats[name].input_norms(), x.square().sum(0).sqrt())

@@ -9,7 +9,11 @@ al. 2024). Losses:
   plus, with ``hidden_weight``, the MSE between the final hidden states (the last layer's
   output, so it works after depth pruning too), relative to the teacher's mean square;
 - encoders: ``1 − cos`` between the student's and the teacher's sentence embeddings (mean
-  pooled) plus ``1 − cos`` between their token states: what a sentence encoder is used for.
+  pooled) plus ``1 − cos`` between their token states: what a sentence encoder is used for;
+- with ``layer_weight`` (both kinds), the same token-state term for every layer's output, so
+  each pruned layer is pulled back towards what its dense twin hands the next one (TinyBERT's
+  layer-wise distillation, Jiao et al. 2020); only when the depths match (no layer removed),
+  else it is refused rather than silently pairing the wrong layers.
 
 Only the transformer layers train (embeddings and the LM head stay as they are: they were not
 pruned). Zeros from one-shot pruning stay zeros: their positions are held by
@@ -81,6 +85,20 @@ def _encoder_loss(student_out: object, teacher_out: object, mask: Tensor) -> Ten
     return pooled.mean() + (tokens * weights).sum() / weights.sum()
 
 
+def _layer_loss(student_out: object, teacher_out: object, mask: Tensor | None) -> Tensor:
+    """Mean over layers of ``1 − cos`` between matching token states (embeddings excluded)."""
+    pairs = list(zip(student_out.hidden_states[1:], teacher_out.hidden_states[1:], strict=True))
+    total = torch.zeros(())
+    for hs, ht in pairs:
+        tokens = 1 - nn.functional.cosine_similarity(hs, ht, dim=-1)
+        if mask is None:
+            total = total + tokens.mean()
+        else:
+            weights = mask.to(tokens.dtype)
+            total = total + (tokens * weights).sum() / weights.sum()
+    return total / len(pairs)
+
+
 def _hold_zeros(model: nn.Module) -> bool:
     """Put a mask on every layer weight that holds zeros; True if any did."""
     held = False
@@ -108,6 +126,7 @@ def distill(
     lr: float = 1e-4,
     temperature: float = 1.0,
     hidden_weight: float = 0.0,
+    layer_weight: float = 0.0,
     warmup: int = 10,
     progress: bool = True,
 ) -> RecoveryReport:
@@ -115,6 +134,12 @@ def distill(
     if steps < 1:
         raise ValueError(f"recovery needs steps >= 1, got {steps}")
     causal = architecture_of(student).causal
+    if layer_weight and len(decoder_layers(student)) != len(decoder_layers(teacher)):
+        raise ValueError(
+            f"layer_weight pairs layer i of the student with layer i of the teacher, but they "
+            f"have {len(decoder_layers(student))} and {len(decoder_layers(teacher))} layers; "
+            f"use layer_weight=0 after removing layers"
+        )
     teacher.eval()
     student.eval()  # no dropout: match the teacher's deterministic outputs
     params = [p for p in decoder_layers(student).parameters() if p.requires_grad]
@@ -122,7 +147,8 @@ def distill(
     enforcement = MaskEnforcement() if _hold_zeros(student) else None
     if enforcement:
         enforcement.on_fit_start(student, optimizer)
-    extra = {**forward_kwargs(student), **({"output_hidden_states": True} if hidden_weight else {})}
+    hidden = bool(hidden_weight or layer_weight)
+    extra = {**forward_kwargs(student), **({"output_hidden_states": True} if hidden else {})}
     losses: list[float] = []
     start = time.perf_counter()
     try:
@@ -134,11 +160,14 @@ def distill(
                 with torch.no_grad():
                     target = teacher(**batch, **extra)
                 output = student(**batch, **extra)
+                mask = batch.get("attention_mask")
                 if causal:
                     loss = _causal_loss(output, target, temperature, hidden_weight)
                 else:
-                    mask = batch.get("attention_mask", torch.ones_like(batch["input_ids"]))
+                    mask = torch.ones_like(batch["input_ids"]) if mask is None else mask
                     loss = _encoder_loss(output, target, mask)
+                if layer_weight:
+                    loss = loss + layer_weight * _layer_loss(output, target, mask)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -63,23 +63,49 @@ class OneShotReport:
         return self.pruned / self.total if self.total else 0.0
 
 
+class _LastInput:
+    """The statistics of the most recent input tensor seen by any Linear of a layer.
+
+    Why: attention's query, key and value projections (and a gated MLP's gate and up) are
+    called one after another on the *same* tensor; their ``Σ x²`` and ``XᵀX`` are equal, and
+    the Gram matrix is the costliest part of SparseGPT's calibration. Holding the last tensor
+    (compared by identity, so a new tensor that reuses freed memory is never mistaken for it)
+    computes each one once.
+    """
+
+    def __init__(self) -> None:
+        self.tensor: Tensor | None = None
+        self.squares: Tensor | None = None
+        self.gram: Tensor | None = None
+
+    def statistics(self, x: Tensor, hessian: bool) -> tuple[Tensor, Tensor | None]:
+        if x is not self.tensor or (hessian and self.gram is None):
+            flat = x.detach().reshape(-1, x.shape[-1]).float()
+            self.tensor = x
+            self.squares = flat.double().square().sum(dim=0)
+            # fp32 products (as the reference implementation), summed over batches in fp64
+            self.gram = (flat.T @ flat).double() if hessian else None
+        return self.squares, self.gram
+
+
 class _InputStatistics:
     """Sums over calibration tokens of one Linear's inputs: ``Σ x²`` per feature, and ``Σ xxᵀ``
     when a Hessian is needed."""
 
-    def __init__(self, module: nn.Module, hessian: bool) -> None:
+    def __init__(self, module: nn.Module, hessian: bool, last: _LastInput | None = None) -> None:
         features = weight_rows(module).shape[1]
         self.squares = torch.zeros(features, dtype=torch.float64)
         self.gram = torch.zeros(features, features, dtype=torch.float64) if hessian else None
         self.tokens = 0
+        self.last = last or _LastInput()
         self.handle = module.register_forward_pre_hook(self._add)
 
     def _add(self, _module: nn.Module, args: tuple[Tensor, ...]) -> None:
-        x = args[0].detach().reshape(-1, args[0].shape[-1]).double()
-        self.squares += x.square().sum(dim=0)
+        squares, gram = self.last.statistics(args[0], self.gram is not None)
+        self.squares += squares
         if self.gram is not None:
-            self.gram += x.T @ x
-        self.tokens += x.shape[0]
+            self.gram += gram
+        self.tokens += args[0].numel() // args[0].shape[-1]
 
     def input_norms(self) -> Tensor:
         return self.squares.sqrt()
@@ -92,7 +118,8 @@ def _gather(
     layer: nn.Module, inputs: LayerInputs, hessian: bool
 ) -> tuple[dict[str, _InputStatistics], list[Tensor]]:
     """Run ``layer`` once with hooks on its Linear layers; statistics and the layer's outputs."""
-    stats = {name: _InputStatistics(m, hessian) for name, m in linear_layers(layer).items()}
+    last = _LastInput()
+    stats = {name: _InputStatistics(m, hessian, last) for name, m in linear_layers(layer).items()}
     try:
         outputs = run_layer(layer, inputs)
     finally:
