@@ -105,3 +105,23 @@ def test_bad_input_is_one_line_and_exit_2(folders, tmp_path, args, message):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.output
     assert "Traceback" not in result.output
+
+
+def test_shrink_bert_heads_writes_a_padded_form_automodel_loads_with_equal_outputs(folders,
+                                                                                   tmp_path):
+    import prunekit
+
+    out = tmp_path / "bert-half"
+    result = _run("shrink", str(folders["bert"]), "--heads", "0.5", "--ffn", "0.5",
+                  "--calibration", str(folders["text"]), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "zero-padded" in result.output
+    portable = transformers.AutoModel.from_pretrained(out).eval()
+    compact = prunekit.load(out / "model.prunekit.safetensors").eval()
+    assert portable.config.num_attention_heads == 2 and portable.config.intermediate_size == 32
+    assert compact.encoder.layer[0].attention.self.query.out_features == 16  # 2 heads of 8
+    assert portable.encoder.layer[0].attention.self.query.out_features == 32  # 2 heads of 16
+    ids = torch.randint(0, 64, (2, 10), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(portable(input_ids=ids).last_hidden_state,
+                                   compact(input_ids=ids).last_hidden_state, atol=1e-5, rtol=1e-4)

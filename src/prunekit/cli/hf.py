@@ -92,5 +92,9 @@ def shrink(
     if "not_hf_loadable" in report:
         console.print(f"[bold yellow]warning:[/] {report['not_hf_loadable']}; load "
                       f"{out / report['files']['compressed']} with prunekit.load")  # fmt: skip
+    elif "hf_form" in report:
+        console.print(f"[bold yellow]note:[/] {report['hf_form']}")
+        console.print(f"model: {out} (from_pretrained loads the padded form; "
+                      f"{out / report['files']['compressed']}: the compact one)")  # fmt: skip
     else:
         console.print(f"model: {out} (from_pretrained loads it)")

@@ -155,12 +155,15 @@ def save_pretrained(
     compressed: bool = False,
     hf_files: bool = True,
     extra_files: dict[str, str] | None = None,
+    compressed_model: nn.Module | None = None,
 ) -> Path:
     """Write ``save_pretrained`` output (+ tokenizer, + prunekit's compressed file when
     ``compressed``, + ``extra_files`` name → text) to ``out_dir``, replacing it atomically.
 
     ``hf_files=False`` writes prunekit's file instead of ``config.json`` + weights: for a model
     whose config cannot describe it (a config that does not match the weights is never written).
+    ``compressed_model``: the model prunekit's file holds when it is not ``model`` (the compact
+    form beside a portable HF twin, :mod:`prunekit.hf.padded_heads`).
     """
     from prunekit.hf.saving import save_hf
 
@@ -173,8 +176,8 @@ def save_pretrained(
             model.save_pretrained(staging, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
-        if compressed or not hf_files:
-            save_hf(model, staging / COMPRESSED_NAME, format="bitmask")
+        if compressed or not hf_files or compressed_model is not None:
+            save_hf(compressed_model or model, staging / COMPRESSED_NAME, format="bitmask")
         for name, text in (extra_files or {}).items():
             (staging / name).write_text(text, encoding="utf-8")
         _swap_into_place(staging, target)

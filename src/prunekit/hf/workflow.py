@@ -8,9 +8,11 @@ output folder with a ``prunekit_report.json`` saying exactly what was done:
   .from_pretrained(DIR)`` loads it) plus ``model.prunekit.safetensors`` beside it (bitmask
   compressed, what the sparsity buys on disk);
 - ``shrink``: ``save_pretrained`` output with the rewritten config when the config describes
-  the smaller model; otherwise (non-uniform widths, or fewer heads in a family whose config has
-  no field for them) only ``model.prunekit.safetensors`` (load it with ``prunekit.load``) and
-  the report says why — a ``config.json`` that does not match the weights is never written.
+  the smaller model. Fewer heads in BERT (whose config fixes the head size): the HF files hold
+  a head-padded twin with equal outputs (:mod:`prunekit.hf.padded_heads`) — the portable form
+  — and ``model.prunekit.safetensors`` the compact, faster one. Otherwise (non-uniform widths,
+  GPT-2 heads) only ``model.prunekit.safetensors`` (load it with ``prunekit.load``), and the
+  report says why — a ``config.json`` that does not match the weights is never written.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from prunekit.hf.corpus import calibration_batches, read_text_file
 from prunekit.hf.distill import distill
 from prunekit.hf.loading import COMPRESSED_NAME, hf_progress_bars, load_pretrained, save_pretrained
 from prunekit.hf.oneshot import check_options, prune_oneshot
+from prunekit.hf.padded_heads import padded_twin
 from prunekit.hf.shrink import check_amounts, shrink
 from prunekit.hf.text_eval import parameter_count
 
@@ -99,8 +102,19 @@ def shrink_to_dir(
         "command": "shrink", "model": str(model_source), "criterion": criterion,
         "uniform": uniform, **dataclasses.asdict(result), "recovery": recovery,
     }
+    twin = None if result.config_describes_model else padded_twin(model)
     if result.config_describes_model:
         report["files"] = {"hf": "config.json + model.safetensors"}
+    elif twin is not None:
+        report["files"] = {"hf": "config.json + model.safetensors", "compressed": COMPRESSED_NAME}
+        report["hf_form"] = (
+            f"{architecture_of(model).family} configs have no field for fewer, same-size heads: "
+            f"the HF files hold the same model with each head zero-padded to "
+            f"{twin.config.hidden_size // twin.config.num_attention_heads} dimensions (equal "
+            f"outputs, checked; attention projections full width again); {COMPRESSED_NAME} "
+            f"holds the compact, faster model (prunekit.load)"
+        )
+        log.warning("%s", report["hf_form"])
     else:
         why = ("layers differ in width" if not uniform else
                f"{architecture_of(model).family} configs have no field for fewer, same-size heads")
@@ -109,6 +123,8 @@ def shrink_to_dir(
         log.warning("%s; writing %s only (load it with prunekit.load)",
                     report["not_hf_loadable"], COMPRESSED_NAME)  # fmt: skip
     with hf_progress_bars(progress):
-        save_pretrained(model, tokenizer, out_dir, hf_files=result.config_describes_model,
+        save_pretrained(twin or model, tokenizer, out_dir,
+                        hf_files=result.config_describes_model or twin is not None,
+                        compressed_model=model if twin is not None else None,
                         extra_files={REPORT_NAME: json.dumps(report, indent=2) + "\n"})  # fmt: skip
     return report
