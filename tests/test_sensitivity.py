@@ -87,3 +87,30 @@ def test_bad_grids_fail_in_one_line(trained) -> None:
         measure_sensitivity(model, data.x_train[:1], (data.x_test, data.y_test), amounts=(1.0,))
     with pytest.raises(ValueError, match="no pruning group '9'"):
         prune_amounts(copy.deepcopy(model), data.x_train[:1], "structured", {"9": 0.5})
+
+
+def test_batchnorm_is_re_estimated_on_the_training_batches_before_scoring(tmp_path) -> None:
+    from torch import nn
+
+    from prunekit.batchnorm_stats import reestimate_batchnorm
+
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                          nn.Linear(32, 10))
+    fit(model, data.x_train, data.y_train, epochs=4, lr=0.01, progress=False)
+    model.eval()
+    held_out = (data.x_test, data.y_test)
+    batches = [(data.x_train[i : i + 64], data.y_train[i : i + 64]) for i in range(0, 256, 64)]
+    cache = tmp_path / "s.json"
+    fresh = measure_sensitivity(model, data.x_train[:1], held_out, amounts=(0.75,), data=batches,
+                                cache=cache, progress=False)
+    stale = measure_sensitivity(model, data.x_train[:1], held_out, amounts=(0.75,), data=batches,
+                                recalibrate_batchnorm=False, cache=cache, progress=False)
+    assert not stale.cached and stale.fingerprint != fresh.fingerprint  # the flag is an input
+    pruned = copy.deepcopy(model)
+    prune_amounts(pruned, data.x_train[:1], "structured", {"0": 0.75}, data=batches)
+    assert evaluate_task(pruned, *held_out)["loss"] == stale.curves[0].values["loss"][0]
+    assert reestimate_batchnorm(pruned, [x for x, _ in batches])
+    assert evaluate_task(pruned, *held_out)["loss"] == fresh.curves[0].values["loss"][0]
+    assert fresh.curves[0].values["loss"][0] != stale.curves[0].values["loss"][0]

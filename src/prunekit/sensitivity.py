@@ -10,6 +10,10 @@ spends from, and the curves the dashboard draws.
 - *structured* targets are the pruning groups of :func:`prunekit.structured.build_graph` (units
   removed physically, by the structured criterion, ``l2`` by default); *unstructured* targets
   are the prunable weight tensors (weights zeroed, ``magnitude`` by default);
+- each pruned candidate's BatchNorm statistics are re-estimated on the training batches
+  (``data``) before it is scored: stale statistics make a one-shot-pruned ResNet look broken
+  although fine-tuning recovers it, which ranks targets by the wrong thing
+  (:mod:`prunekit.batchnorm_stats`);
 - the metrics are the task's (:mod:`prunekit.tasks`); :func:`headline` names the one a bound
   is stated in and its unit (accuracy in percentage points, R² as it is, PSNR in dB);
 - a result is cached in one JSON file under a fingerprint of the model's architecture and
@@ -45,6 +49,7 @@ from typing import Any, Literal
 import numpy as np
 from torch import Tensor, nn
 
+from prunekit.batchnorm_stats import reestimate_batchnorm
 from prunekit.io import write_text_atomic
 from prunekit.progress import progress_bar
 from prunekit.resume import fingerprint, tensors_digest
@@ -211,16 +216,18 @@ def _targets(model: nn.Module, example_input: Tensor, granularity: Granularity) 
 def sensitivity_fingerprint(
     model: nn.Module, example_input: Tensor, held_out: tuple[Tensor, Tensor], *,
     granularity: str, amounts: Sequence[float], criterion: str, task: str, loss: str,
-    data: Sequence[tuple[Tensor, Tensor]] = (),
+    data: Sequence[tuple[Tensor, Tensor]] = (), recalibrate_batchnorm: bool = True,
 ) -> str:
     """What a cached result must match: architecture, weights, held-out data, grid, criterion,
-    task, loss, scoring batches, the example's shape and prunekit's version."""
+    task, loss, scoring batches, BatchNorm re-estimation, the example's shape and prunekit's
+    version."""
     state = model.state_dict()
     return fingerprint(
         importlib.metadata.version("prunekit"), repr(model),
         tensors_digest(*(state[k] for k in sorted(state))), tensors_digest(*held_out),
         tensors_digest(*(t for batch in data for t in batch)), list(example_input.shape),
         granularity, [float(a) for a in amounts], criterion, task, loss,
+        bool(recalibrate_batchnorm),
     )
 
 
@@ -235,13 +242,17 @@ def measure_sensitivity(
     task: str = "classification",
     loss: str | None = None,
     data: Sequence[tuple[Tensor, Tensor]] = (),
+    recalibrate_batchnorm: bool = True,
     cache: str | Path | None = None,
     progress: bool = True,
 ) -> Sensitivity:
     """Each target of ``model`` alone pruned one-shot at each of ``amounts``, scored on
     ``held_out`` by the task's metrics; ``model`` itself is never changed.
 
-    ``data`` are a few training batches for data-driven criteria (``taylor``, ``apoz``...).
+    ``data`` are a few training batches for data-driven criteria (``taylor``, ``apoz``...) and,
+    with ``recalibrate_batchnorm`` (the default), for re-estimating each pruned candidate's
+    BatchNorm statistics before it is scored (:mod:`prunekit.batchnorm_stats`; never on
+    ``held_out``, which only scores).
     With ``cache`` (a JSON file), a result measured on the same inputs is read back instead of
     measured, and a new one is written there (atomically).
     """
@@ -256,7 +267,7 @@ def measure_sensitivity(
     loss = loss or get_task(task).default_loss
     wanted = sensitivity_fingerprint(model, example_input, held_out, granularity=granularity,
                                      amounts=grid, criterion=criterion, task=task, loss=loss,
-                                     data=data)
+                                     data=data, recalibrate_batchnorm=recalibrate_batchnorm)
     cached = _read_cache(cache, wanted)
     if cached is not None:
         return cached
@@ -272,6 +283,8 @@ def measure_sensitivity(
                 pruned = copy.deepcopy(model)
                 prune_amounts(pruned, example_input, granularity, {key: amount},
                               criterion=criterion, data=data)
+                if recalibrate_batchnorm:
+                    reestimate_batchnorm(pruned, [x for x, _ in data])
                 for metric, value in evaluate_task(pruned, *held_out, task=task,
                                                    loss=loss).items():
                     values[metric].append(value)
