@@ -78,7 +78,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--eval-tokens", type=int, default=8192)
-    parser.add_argument("--recover-steps", type=int, default=40)
+    parser.add_argument("--recover-steps", type=int, default=55)
+    parser.add_argument("--recover-lr", type=float, default=1e-4)
     parser.add_argument("--recover-batch", type=int, default=4)
     parser.add_argument("--only", default="", help="comma-separated variant names")
     parser.add_argument("--threads", type=int, default=2, help="threads for pruning and quality")
@@ -102,7 +103,7 @@ def main() -> None:
     rows, models = [], {}
     results_name = "hf_smollm2" + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     settings = {k: getattr(args, k) for k in ("samples", "seq_len", "eval_tokens",
-                                              "recover_steps", "recover_batch", "threads",
+                                              "recover_steps", "recover_lr", "recover_batch", "threads",
                                               "latency_threads")}
     settings["eval_tokens_used"] = int(windows.numel())
 
@@ -131,7 +132,7 @@ def main() -> None:
         batches = batches_of(calibration_windows(token_ids(tokenizer, corpus_text("calibration")),
                                                  args.recover_steps * args.recover_batch,
                                                  args.seq_len, seed=1), args.recover_batch)
-        recovery = distill(student, dense, batches, steps=args.recover_steps, lr=5e-5)
+        recovery = distill(student, dense, batches, steps=args.recover_steps, lr=args.recover_lr)
         params, nonzero = parameter_count(student)
         rows.append({"variant": "sparsegpt-50+recovery", "perplexity": perplexity(student, windows),
                      "params": params, "nonzero": nonzero, "seconds": recovery.seconds,
