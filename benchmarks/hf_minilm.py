@@ -1,5 +1,5 @@
 """all-MiniLM-L6-v2 (BERT sentence encoder): heads and FFN removed, recovered by distillation on
-the embeddings and every layer's token states (1,000 steps of 16 calibration sentences, lr 3e-4);
+the embeddings and every layer's token states (600 steps of 16 calibration sentences, lr 3e-4);
 one-shot Wanda / SparseGPT beside them — fidelity to the dense model measured in the same run.
 
 Measures per variant: mean cosine of sentence embeddings to the dense model's (sentences of the
@@ -102,7 +102,7 @@ def onnxruntime_latency(paths: dict, inputs: dict, *, repeats: int, threads: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--recover-steps", type=int, default=1000)
+    parser.add_argument("--recover-steps", type=int, default=600)
     parser.add_argument("--recover-lr", type=float, default=3e-4)
     parser.add_argument(
         "--layer-weight",
