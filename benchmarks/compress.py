@@ -41,7 +41,6 @@ from prunekit.models import build_model
 from prunekit.structured.before_after import prune_and_measure
 from prunekit.train import fit
 
-
 # 4 prune steps, each followed by 2 epochs of fine-tuning (3 × 1 lost 1.6 pt on ResNet-20)
 QUALITY_SETTINGS = Settings(steps=4, epochs=2, latency_budget_s=5.0)
 
