@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prunekit.batchnorm_stats import reestimate_batchnorm
+from prunekit.batchnorm_stats import has_batchnorm, reestimate_batchnorm
 
 
 def test_statistics_are_the_cumulative_ones_of_the_batches_with_dropout_off() -> None:
@@ -33,3 +33,9 @@ def test_nothing_to_do_changes_nothing() -> None:
     bn = nn.Sequential(nn.BatchNorm1d(3))
     assert not reestimate_batchnorm(bn, [])
     assert torch.equal(bn[0].running_mean, torch.zeros(3))
+
+
+def test_has_batchnorm_sees_only_norms_with_running_statistics() -> None:
+    assert has_batchnorm(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))
+    assert not has_batchnorm(nn.Sequential(nn.BatchNorm1d(2, track_running_stats=False)))
+    assert not has_batchnorm(nn.Sequential(nn.Linear(2, 2)))

@@ -114,3 +114,15 @@ def test_batchnorm_is_re_estimated_on_the_training_batches_before_scoring(tmp_pa
     assert reestimate_batchnorm(pruned, [x for x, _ in batches])
     assert evaluate_task(pruned, *held_out)["loss"] == fresh.curves[0].values["loss"][0]
     assert fresh.curves[0].values["loss"][0] != stale.curves[0].values["loss"][0]
+
+
+def test_a_batchnorm_model_without_training_batches_is_warned_about(trained, caplog) -> None:
+    from torch import nn
+
+    _, data = trained
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8), nn.ReLU(),
+                          nn.Linear(8, 10)).eval()
+    caplog.set_level(logging.WARNING)
+    measure_sensitivity(model, data.x_train[:1], (data.x_test, data.y_test), amounts=(0.5,),
+                        progress=False)
+    assert "not re-estimated" in caplog.text

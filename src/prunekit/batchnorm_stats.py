@@ -29,6 +29,15 @@ from prunekit.modes import eval_mode
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
+def _norms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, _NORMS) and m.track_running_stats]
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Does ``model`` hold a BatchNorm with running statistics (what pruning makes stale)?"""
+    return bool(_norms(model))
+
+
 @torch.no_grad()
 def reestimate_batchnorm(model: nn.Module, inputs: Sequence[Tensor]) -> bool:
     """Replace every BatchNorm's running statistics by those of ``model`` on ``inputs``.
@@ -38,7 +47,7 @@ def reestimate_batchnorm(model: nn.Module, inputs: Sequence[Tensor]) -> bool:
     exponential one. Returns False, changing nothing, when the model has no BatchNorm with
     running statistics or no inputs are given.
     """
-    norms = [m for m in model.modules() if isinstance(m, _NORMS) and m.track_running_stats]
+    norms = _norms(model)
     if not norms or not inputs:
         return False
     momenta = [m.momentum for m in norms]

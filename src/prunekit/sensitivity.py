@@ -49,7 +49,7 @@ from typing import Any, Literal
 import numpy as np
 from torch import Tensor, nn
 
-from prunekit.batchnorm_stats import reestimate_batchnorm
+from prunekit.batchnorm_stats import has_batchnorm, reestimate_batchnorm
 from prunekit.io import write_text_atomic
 from prunekit.progress import progress_bar
 from prunekit.resume import fingerprint, tensors_digest
@@ -271,6 +271,10 @@ def measure_sensitivity(
     cached = _read_cache(cache, wanted)
     if cached is not None:
         return cached
+    if recalibrate_batchnorm and not data and has_batchnorm(model):
+        log.warning("sensitivity: no training batches (data=...), so BatchNorm statistics are "
+                    "not re-estimated; one-shot scores of this model will look worse than "
+                    "fine-tuning leaves them")
     start = time.perf_counter()
     dense = evaluate_task(model, *held_out, task=task, loss=loss)
     curves = []

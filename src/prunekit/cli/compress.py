@@ -31,6 +31,7 @@ CriterionOption = Annotated[str, typer.Option(help="structured: l1, l2, taylor, 
 ValidationOption = Annotated[float, typer.Option(
     help="fraction of the training split held out to score on (never trained on)")]
 TrustOption = Annotated[bool, typer.Option("--trust-code", help=TRUST_CODE_HELP)]
+SeedOption = Annotated[int, typer.Option(help="split and training seed")]
 
 
 def _kwargs(text: str) -> dict[str, Any]:
@@ -92,7 +93,7 @@ def sensitivity(
     model_kwargs: KwargsOption = "",
     baseline_epochs: BaselineOption = 5,
     validation: ValidationOption = 0.2,
-    seed: Annotated[int, typer.Option(help="split and training seed")] = 0,
+    seed: SeedOption = 0,
     trust_code: TrustOption = False,
 ) -> None:
     """Each layer or pruning group alone pruned one-shot at a grid of amounts, scored on
@@ -108,11 +109,13 @@ def sensitivity(
         grid = tuple(float(a) for a in amounts.split(",")) if amounts else None
         net, dataset = _prepared(model, weights, model_kwargs, data, trust_code,
                                  baseline_epochs, validation, seed)
-        _, held_out = validation_split(dataset, validation, seed)
+        (x_fit, y_fit), held_out = validation_split(dataset, validation, seed)
+        # training batches: for data-driven criteria and BatchNorm re-estimation (never held_out)
+        batches = [(x_fit[i : i + 64], y_fit[i : i + 64]) for i in range(0, 256, 64)]
         out.mkdir(parents=True, exist_ok=True)
         results = [
             measure_sensitivity(net, dataset.x_train[:1], held_out, granularity=kind,
-                                amounts=grid, criterion=criterion,
+                                amounts=grid, criterion=criterion, data=batches,
                                 task=dataset.task, cache=out / f"sensitivity-{kind}.json")
             for kind in kinds
         ]
@@ -162,7 +165,7 @@ def compress(
     model_kwargs: KwargsOption = "",
     baseline_epochs: BaselineOption = 5,
     validation: ValidationOption = 0.2,
-    seed: Annotated[int, typer.Option(help="split and training seed")] = 0,
+    seed: SeedOption = 0,
     trust_code: TrustOption = False,
 ) -> None:
     """Meet one budget within a quality bound: sensitivity, a greedy walk, iterative pruning
