@@ -310,6 +310,7 @@ class CompressSpec(_Strict):
     criterion: str = "l2"
     max_layer_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
     round_to: PositiveInt = 1
+    candidates: PositiveInt = 3
     validation: Fraction = 0.2
 
     _known_criterion = field_validator("criterion")(StructuredSpec._known_structured_criterion)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from prunekit.compress import Budget, Settings, compress
+from prunekit.compress import run as run_module
 from prunekit.compress.run import validation_split
 from prunekit.data import load_dataset
 from prunekit.evaluate import count_macs, count_params
@@ -43,8 +44,11 @@ def test_a_macs_budget_is_met_as_counted(trained) -> None:
     steps = [r for r in result.rows if r["name"].startswith("step")]
     assert [r["step"] for r in steps] == list(range(1, len(steps) + 1))
     assert all(b["macs"] < a["macs"] for a, b in itertools.pairwise(steps))
-    uniform = result.rows[-1]
-    assert uniform["budget_fraction"] <= chosen["estimated_fraction"] + 1e-9
+    uniform = result.rows[-1]  # matched to the chosen step's counted MACs, not its estimate
+    assert chosen["budget_fraction"] - 0.05 <= uniform["budget_fraction"]
+    assert uniform["budget_fraction"] <= chosen["budget_fraction"] + 1e-9
+    assert all(r["allocation"] in ("walk", "blend 0.50", "uniform") for r in steps)
+    assert all(r["allocation"] in r["probes"] for r in steps)
     assert all(r["latency_ms"] > 0 for r in result.rows) and "noise band" in result.noise
     assert any(r["pareto"] for r in result.rows)
     assert [c.target for c in result.sensitivity.curves] == ["net.1", "net.3"]
@@ -78,3 +82,27 @@ def test_bad_settings_fail_before_any_work(trained) -> None:
         Budget("flops", 0.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="steps must be >= 1"):
         compress(model, data, Budget("macs", 0.5), max_drop=1.0, settings=Settings(steps=0))
+
+
+def test_each_step_prunes_to_the_candidate_its_probe_scores_best(trained, monkeypatch) -> None:
+    model, data = trained
+    probed: list[dict[str, int]] = []
+
+    def probe(self, model, removed, sizes, index):  # favour sparing the first hidden layer
+        probed.append(dict(removed))
+        return -removed["net.1"]
+
+    monkeypatch.setattr(run_module._Run, "probe", probe)
+    result = compress(copy.deepcopy(model), data, Budget("macs", 0.4), max_drop=50.0,
+                      settings=Settings(**{**FAST, "steps": 1}, candidates=3, uniform=False),
+                      progress=False)
+    assert 2 <= len(probed) <= 3  # walk, blend, uniform (a duplicate dropped)
+    spared = min(p["net.1"] for p in probed)
+    assert result.model.net[1].out_features == 48 - spared
+    step = result.rows[1]
+    assert step["probes"].count(",") == len(probed) - 1
+    only_walk = compress(copy.deepcopy(model), data, Budget("macs", 0.4), max_drop=50.0,
+                         settings=Settings(**{**FAST, "steps": 1}, candidates=1, uniform=False),
+                         progress=False)
+    assert len(probed) <= 3 and only_walk.rows[1]["allocation"] == "walk"
+    assert only_walk.rows[1]["probes"] == ""

@@ -11,7 +11,13 @@ import torch
 from torch import nn
 
 from prunekit.compress.budget import PlanCost
-from prunekit.compress.search import greedy_walk, state_at, uniform_removed
+from prunekit.compress.search import (
+    blended_removed,
+    greedy_walk,
+    removal_mask,
+    state_at,
+    uniform_removed,
+)
 from prunekit.evaluate import count_macs, count_params
 from prunekit.structured.prune import graph_and_scores, remove_planned
 
@@ -68,3 +74,24 @@ def test_the_walk_stops_at_the_caps_and_uniform_is_one_ratio() -> None:
     for group, count in zip(graph.groups, removed):
         plan[group.units[scores.scores[group.units].argsort()[:count].numpy()]] = True
     assert cost(plan) <= 0.4 and 0 < ratio < 0.9
+
+
+def test_a_blend_lies_between_its_plans_at_the_budget_and_on_the_notches() -> None:
+    net, x = _net(), torch.zeros(1, 16)
+    _, graph, scores = graph_and_scores(net, x, "l2", None, ())
+    cost = PlanCost(graph, "macs", count_macs(net, x))
+    walk = greedy_walk(graph, scores.scores, cost,
+                       lambda g, a: 50.0 * a if g == 0 else a, target=0.4)[-1].removed
+    _, uniform = uniform_removed(graph, scores.scores, cost, 0.4)
+    assert walk[0] < uniform[0] and walk[1] > uniform[1]  # the walk spares group 0
+    for alpha in (0.25, 0.5, 0.75):
+        mix = blended_removed(graph, scores.scores, cost, walk, uniform, alpha, 0.4,
+                              round_to=8)
+        assert cost(removal_mask(graph, scores.scores, mix)) <= 0.4
+        assert walk[0] <= mix[0] <= uniform[0] + 8 and uniform[1] - 8 <= mix[1] <= walk[1] + 8
+        assert all((64 - m) % 8 == 0 for m in mix)  # kept counts stay multiples of round_to
+    early, late = (blended_removed(graph, scores.scores, cost, walk, uniform, a, 0.4)
+                   for a in (0.2, 0.8))
+    assert early[0] < late[0]  # moving from the walk towards uniform
+    assert blended_removed(graph, scores.scores, cost, walk, uniform, 0.5, 1e-6,
+                           max_layer_ratio=0.5) == (32, 32)  # out of reach: the caps

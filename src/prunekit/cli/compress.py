@@ -157,6 +157,9 @@ def compress(
     criterion: Annotated[str, typer.Option(help="l1, l2, bn_scale, taylor, ...")] = "l2",
     max_layer_ratio: Annotated[float, typer.Option(help="most any group may lose")] = 0.9,
     round_to: Annotated[int, typer.Option(help="keep multiples of this many channels")] = 1,
+    candidates: Annotated[int, typer.Option(
+        help="allocations each step tries (the walk's, blends, uniform), the best by a short "
+             "probe on the validation split; 1: the walk's alone")] = 3,
     batch: Annotated[int, typer.Option(help="batch latency is timed at")] = 8,
     threads: Annotated[int | None, typer.Option(help="threads latency is timed on")] = None,
     backend: Annotated[str, typer.Option(help="torch (eager) or fused (BN folded, oneDNN)")] = "torch",
@@ -193,7 +196,8 @@ def compress(
                              "bound its headline metric with --max-metric-drop")
         settings = Settings(steps=steps, epochs=epochs, lr=lr, distill=distill,
                             criterion=criterion, max_layer_ratio=max_layer_ratio,
-                            round_to=round_to, validation=validation, threads=threads,
+                            round_to=round_to, candidates=candidates,
+                            validation=validation, threads=threads,
                             backend=backend, uniform=uniform, seed=seed)  # type: ignore[arg-type]
         out.mkdir(parents=True, exist_ok=True)
         bound = max_accuracy_drop if max_accuracy_drop is not None else max_metric_drop

@@ -4,6 +4,7 @@
 row per step and the uniform baseline; ``compress.md`` is the path to the target — per step the
 budget as measured and as estimated, the predicted and the measured validation drop, the test
 metric, the MACs and measured latency ratios (with the run's noise band), the Pareto front and
+the allocation each step chose (:mod:`.choose`; the probe scores are in the JSON report) and
 the verdict — and ``pareto.png`` plots cost against quality. The run lands in the run store
 with its sensitivity rows, so the dashboard shows the curves beside the steps.
 """
@@ -44,14 +45,15 @@ def path_table(result: CompressResult) -> str:
     metric, scale, unit = headline(result.sensitivity.task)
     header = ["step", "budget (measured)", "estimated", f"predicted drop ({unit})",
               f"val drop ({unit})", f"val {metric}", f"test {metric}", "MACs ÷", "speed-up",
-              "Pareto", "chosen"]
+              "allocation", "Pareto", "chosen"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in result.rows:
         cells = [row["name"], _cell(row.get("budget_fraction", math.nan)),
                  _cell(row["estimated_fraction"]), _cell(row["predicted_drop"], 2),
                  _cell(row["drop"], 2), _cell(scale * row[f"val_{metric}"], 2),
                  _cell(scale * row[metric], 2), _cell(row.get("macs_ratio", math.nan), 2) + "×",
-                 row.get("speedup_text", "—"), "●" if row.get("pareto") else "",
+                 row.get("speedup_text", "—"), row.get("allocation", "—"),
+                 "●" if row.get("pareto") else "",
                  "✓" if row.get("chosen") else ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

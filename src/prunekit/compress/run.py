@@ -4,9 +4,10 @@ The path: measure each group's sensitivity on a validation split (:mod:`prunekit
 cached), walk from the dense model to the budget spending where the sensitivity says it hurts
 least (:mod:`.search`), then prune along that walk in ``steps`` iterative steps — each to a
 geometric share of the budget (for 0.25 in 2 steps: 0.5, then 0.25), each followed by fine-tuning
-(or distillation from the dense model) — and measure every step. The units a step removes are
-chosen by the criterion on the *current* fine-tuned weights; the walk decides only how many per
-group. When the last planned step misses the budget as measured (the estimate leaves out what no
+(or distillation from the dense model) — and measure every step. How many units each group
+loses at a step is chosen among a few allocations at the walk's estimated cost — the walk's,
+the uniform ratio's and blends — by a short probe on the validation split (:mod:`.choose`);
+which units, the criterion decides on the *current* fine-tuned weights. When the last planned step misses the budget as measured (the estimate leaves out what no
 rule describes; latency is timed, not estimated), up to two more steps aim lower by the miss.
 
 A step whose validation drop exceeds ``max_drop`` after its fine-tuning gets the same
@@ -17,7 +18,9 @@ quality bound is on the task's headline metric (:func:`prunekit.sensitivity.head
 on the validation split, which neither fine-tuning nor the sensitivity search trains on; the
 test split is reported beside it. Beside the steps, a uniform baseline (one ratio for every
 group, at the final step's estimated cost, the same steps and fine-tuning) shows what the
-search bought; the rows mark the Pareto front of cost against validation quality.
+search bought (matched to the chosen step's *measured* MACs, parameters or size, so an estimate
+that errs does not hand either side a cheaper model); the rows mark the Pareto front of cost
+against validation quality.
 """
 
 from __future__ import annotations
@@ -34,8 +37,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from prunekit.batchnorm_stats import reestimate_batchnorm
 from prunekit.compress.budget import Budget, LatencyBackend, PlanCost, file_bytes, time_models
-from prunekit.compress.search import greedy_walk, state_at, uniform_removed
+from prunekit.compress.choose import Candidate, candidate_plans, choose
+from prunekit.compress.search import (
+    blended_removed,
+    greedy_walk,
+    removal_mask,
+    state_at,
+    uniform_removed,
+)
 from prunekit.data import Dataset
 from prunekit.evaluate import count_macs, count_params, prunable_sparsity
 from prunekit.sensitivity import AMOUNTS, Sensitivity, headline, measure_sensitivity
@@ -70,12 +81,15 @@ class Settings:
     backend: LatencyBackend = "torch"
     latency_budget_s: float = 10.0
     uniform: bool = True
+    candidates: int = 3
+    probe_epochs: float = 0.5
     seed: int = 0
 
 
 @dataclass
 class CompressResult:
-    """Every row (dense, each step, the uniform baseline), the chosen model and the verdict."""
+    """Every row (dense, each step, the uniform baseline), the chosen model and the verdict;
+    ``models`` holds every model a row within the bound describes, by row name."""
 
     rows: list[Row]
     model: nn.Module
@@ -83,7 +97,7 @@ class CompressResult:
     verdict: str
     sensitivity: Sensitivity
     noise: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, nn.Module] = field(default_factory=dict)
 
 
 def validation_split(
@@ -148,6 +162,25 @@ class _Run:
             optimizer=s.optimizer, loss=self.loss, seed=s.seed + index, progress=self.progress,
             description=label,
             distillation=Distillation(self.teacher) if s.distill else None)
+
+    def probe(self, model: nn.Module, removed: dict[str, int], sizes: dict[str, int],
+              index: int) -> float:
+        """Validation score of a copy of ``model`` pruned to ``removed``, its BatchNorm
+        statistics re-estimated and trained for ``probe_epochs`` (on a seeded share of the fit
+        split); ``model`` itself is left as it is."""
+        s = self.settings
+        trial = copy.deepcopy(model)
+        self.prune_to(trial, removed, sizes)
+        reestimate_batchnorm(trial, [x for x, _ in self.scoring.batches])
+        count = int(s.probe_epochs * len(self.x_fit)) if s.epochs else 0
+        if count >= 1:
+            pick = torch.randperm(len(self.x_fit),
+                                  generator=torch.Generator().manual_seed(s.seed + index))[:count]
+            fit(trial, self.x_fit[pick], self.y_fit[pick], epochs=1, lr=s.lr,
+                batch_size=s.batch_size, optimizer=s.optimizer, loss=self.loss,
+                seed=s.seed + index, progress=False,
+                distillation=Distillation(self.teacher) if s.distill else None)
+        return self.validation_score(trial.eval())
 
     def prune_to(self, model: nn.Module, removed: dict[str, int], sizes: dict[str, int]) -> None:
         """Remove units so that each group (by its modules) has lost ``removed`` of its dense
@@ -221,6 +254,9 @@ def compress(
     s = settings
     if s.steps < 1:
         raise ValueError(f"steps must be >= 1, got {s.steps}")
+    if s.candidates < 1 or not 0.0 <= s.probe_epochs <= 10.0:
+        raise ValueError(f"candidates must be >= 1 and probe_epochs in [0, 10], got "
+                         f"{s.candidates} and {s.probe_epochs}")
     if max_drop < 0 or not math.isfinite(max_drop):
         raise ValueError(f"the quality bound is a drop >= 0, got {max_drop}")
     latency_input = data.x_test[:8] if latency_input is None else latency_input
@@ -245,6 +281,15 @@ def compress(
         return greedy_walk(graph, scores.scores, cost, predicted, target=target,
                            max_layer_ratio=s.max_layer_ratio, round_to=s.round_to)
 
+    def uniform_at(target: float) -> tuple[int, ...]:
+        return uniform_removed(graph, scores.scores, cost, target,
+                               max_layer_ratio=s.max_layer_ratio, round_to=s.round_to)[1]
+
+    def blended_at(state: Any, alpha: float) -> tuple[int, ...]:
+        return blended_removed(graph, scores.scores, cost, state.removed,
+                               uniform_at(state.cost), alpha, state.cost,
+                               max_layer_ratio=s.max_layer_ratio, round_to=s.round_to)
+
     walk = walk_to(budget.fraction)
     dense_row = run.row("dense", model, None, step=0, estimated_fraction=1.0,
                         predicted_drop=0.0)
@@ -265,12 +310,19 @@ def compress(
             break  # the walk can go no further: nothing left to remove within the caps
         estimate = state.cost
         name = f"step {index + 1}"
-        run.prune_to(model, dict(zip(labels, state.removed)), sizes)
+        plans = candidate_plans(state.removed, uniform_at(state.cost), s.candidates,
+                                lambda alpha, st=state: blended_at(st, alpha))
+        chosen = choose(plans, lambda removed, i=index: run.probe(
+            model, dict(zip(labels, removed)), sizes, 1000 + i))
+        run.prune_to(model, dict(zip(labels, chosen.removed)), sizes)
         run.fine_tune(model, f"compress {name}", index + 1)
         if run.settings.epochs and run.drop(run.validation_score(model)) > max_drop:
             run.fine_tune(model, f"compress {name} (recovering)", 100 + index)  # once more
-        row = run.row(name, model, dense_row, step=index + 1, estimated_fraction=state.cost,
-                      predicted_drop=state.predicted_drop)
+        row = run.row(name, model, dense_row, step=index + 1,
+                      estimated_fraction=cost(removal_mask(graph, scores.scores, chosen.removed)),
+                      predicted_drop=sum(predicted(g, r / sizes[labels[g]])
+                                         for g, r in enumerate(chosen.removed)),
+                      allocation=chosen.label, probes=_probes(plans))
         rows.append(row)
         if row["drop"] > max_drop:
             failed = (f"step {index + 1} lost {row['drop']:.2f} {run.unit} of validation "
@@ -293,7 +345,14 @@ def compress(
     for i, row in enumerate(rows):
         row["chosen"] = i == best
     _mark_pareto(rows, run.metric)
-    return CompressResult(rows, models[chosen["name"]], met, verdict, sensitivity, noise)
+    return CompressResult(rows, models[chosen["name"]], met, verdict, sensitivity, noise, models)
+
+
+def _probes(plans: list[Candidate]) -> str:
+    """The probe scores of a step's candidates, for the report ("" when only one was tried)."""
+    if len(plans) == 1:
+        return ""
+    return ", ".join(f"{plan.label} {plan.score:.4g}" for plan in plans)
 
 
 def _plan_cost(run: _Run, graph: Any, model: nn.Module) -> PlanCost:
@@ -319,12 +378,14 @@ def _timed_fraction(run: _Run, dense: nn.Module, model: nn.Module) -> float:
 def _uniform(run: _Run, dense: nn.Module, graph: Any, scores: Tensor, cost: PlanCost,
              target_row: Row, sizes: dict[str, int], labels: Sequence[str], dense_row: Row,
              models: dict[str, nn.Module]) -> Row:
-    """One ratio for every group, at the chosen step's estimated cost, in as many steps with
-    the same fine-tuning: the baseline the search must beat."""
+    """One ratio for every group, at the chosen step's measured cost (estimated, for latency),
+    in as many steps with the same fine-tuning: the baseline the search must beat."""
     s = run.settings
     model = copy.deepcopy(dense)
     steps = int(target_row["step"])
     final = target_row["estimated_fraction"]
+    if run.budget.kind != "latency":
+        final = _estimate_measuring(run, dense, graph, scores, cost, target_row, sizes, labels)
     ratio = 0.0
     for k in range(steps):
         ratio, removed = uniform_removed(graph, scores, cost, final ** ((k + 1) / steps),
@@ -337,6 +398,30 @@ def _uniform(run: _Run, dense: nn.Module, graph: Any, scores: Tensor, cost: Plan
     if run.budget.kind == "latency":
         row["budget_fraction"] = math.nan  # filled by the final timing pass
     return row
+
+
+def _estimate_measuring(run: _Run, dense: nn.Module, graph: Any, scores: Tensor,
+                        cost: PlanCost, target_row: Row, sizes: dict[str, int],
+                        labels: Sequence[str]) -> float:
+    """The largest estimated cost whose uniform plan *measures* at most the chosen step's
+    fraction (bisected on pruned copies of ``dense``): the estimate errs differently for
+    different allocations, and the comparison is at equal measured cost."""
+    s, budget = run.settings, run.budget
+    whole = budget.measure(dense, run.example)
+    wanted = target_row["budget_fraction"]
+
+    def measured(estimate: float) -> float:
+        trial = copy.deepcopy(dense)
+        _, removed = uniform_removed(graph, scores, cost, estimate,
+                                     max_layer_ratio=s.max_layer_ratio, round_to=s.round_to)
+        run.prune_to(trial, dict(zip(labels, removed)), sizes)
+        return budget.measure(trial, run.example) / whole
+
+    low, high = 0.0, 1.0
+    for _ in range(14):
+        middle = (low + high) / 2
+        low, high = (middle, high) if measured(middle) <= wanted + 1e-12 else (low, middle)
+    return max(low, 1e-6)
 
 
 def _time_rows(run: _Run, rows: list[Row], models: dict[str, nn.Module]) -> str:

@@ -85,6 +85,10 @@ class _Groups:
             remove[order[:count]] = True
         return remove
 
+    def snap(self, g: int, count: float) -> int:
+        """The largest allowed count of group ``g`` at most ``count``."""
+        return max(c for c in self.levels[g] if c <= count + 1e-9)
+
     def next_count(self, g: int, count: int) -> int | None:
         later = [c for c in self.levels[g] if c > count]
         return later[0] if later else None
@@ -135,6 +139,13 @@ def greedy_walk(
     return walk
 
 
+def removal_mask(graph: DependencyGraph, scores: Tensor,
+                 removed: tuple[int, ...]) -> np.ndarray:
+    """Which units go when each group loses ``removed`` of its least important ones (what a
+    :class:`~prunekit.compress.budget.PlanCost` prices)."""
+    return _Groups(graph, scores, 1.0, 1).removal(removed)
+
+
 def state_at(walk: list[State], budget: float) -> State:
     """The first state of the walk whose estimated cost is at most ``budget`` (else the last).
 
@@ -143,6 +154,49 @@ def state_at(walk: list[State], budget: float) -> State:
     ((4,), (4,))
     """
     return next((s for s in walk if s.cost <= budget), walk[-1])
+
+
+def blended_removed(
+    graph: DependencyGraph, scores: Tensor, cost: PlanCost, first: tuple[int, ...],
+    second: tuple[int, ...], alpha: float, budget: float, *, max_layer_ratio: float = 0.9,
+    round_to: int = 1,
+) -> tuple[int, ...]:
+    """Per group ``(1 - alpha) * first + alpha * second`` units removed, scaled by the one factor
+    that brings the estimated cost to at most ``budget``, each count snapped down to the group's
+    allowed notches (multiples of ``round_to``, within its cap). Two plans at the same cost do not
+    average to that cost (costs multiply across coupled groups), hence the scale.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from prunekit.structured.prune import graph_and_scores
+    >>> net = nn.Sequential(nn.Linear(8, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(),
+    ...                     nn.Linear(40, 4))
+    >>> _, graph, scores = graph_and_scores(net, torch.zeros(1, 8), "l2", None, ())
+    >>> cost = PlanCost(graph, "macs", 2080)
+    >>> mix = blended_removed(graph, scores.scores, cost, (30, 0), (0, 30), 0.5, 0.5)
+    >>> mix, cost(plan_removal(graph, scores.scores, 0.0)) > 0.5 >= cost(_Groups(
+    ...     graph, scores.scores, 0.9, 1).removal(mix))
+    ((14, 14), True)
+    """
+    groups = _Groups(graph, scores, max_layer_ratio, round_to)
+    mix = (1.0 - alpha) * np.asarray(first, dtype=float) + alpha * np.asarray(second, dtype=float)
+    caps = np.array([levels[-1] for levels in groups.levels], dtype=float)
+
+    def at(scale: float) -> tuple[int, ...]:
+        return tuple(groups.snap(g, min(caps[g], scale * m)) for g, m in enumerate(mix))
+
+    def fits(scale: float) -> bool:
+        return cost(groups.removal(at(scale))) <= budget
+
+    moving = mix > 0
+    high = float(np.max(caps[moving] / mix[moving])) if moving.any() else 0.0
+    if not fits(high):
+        return at(high)  # the cheapest this blend reaches, above the budget
+    low = 0.0
+    for _ in range(30):
+        middle = (low + high) / 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return at(high)
 
 
 def uniform_removed(
