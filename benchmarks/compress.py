@@ -8,7 +8,8 @@ Three tables, each beside its baseline:
    counted MACs with the same steps and fine-tuning, and against Torch-Pruning's uniform
    model at the target MACs with the same fine-tuning epochs. Test accuracy side by side, with
    the paired difference and its standard error (1,000 test samples cannot tell half a point
-   from chance), wall time.
+   from chance), wall time; ``--seeds 0 1 2`` repeats it per seed and adds the mean difference
+   over the seeds.
 2. ``--target-latency 0.5`` on ResNet-18 (batch 8, 224², 2 threads), random weights (latency
    does not depend on them; no quality is claimed): the measured latency fraction (with the
    noise band of the same run), and the MACs the search keeps against the uniform ratio at the
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
+import itertools
 import math
 import tempfile
 import time
@@ -51,9 +54,10 @@ def quality_rows(args: argparse.Namespace) -> list[dict]:
     data = load_dataset("mnist5k", n_samples=1000 if args.quick else None)
     rows = []
     zoo = {"lenet5": {}, "resnet20": {"in_channels": 1}}
-    for name in args.models.split(","):
+    for name, seed in itertools.product(args.models.split(","), args.seeds):
         kwargs, epochs = zoo[name], 6
-        torch.manual_seed(0)
+        settings = dataclasses.replace(QUALITY_SETTINGS, seed=seed)
+        torch.manual_seed(seed)
         model = build_model(name, **kwargs)
         (x_fit, y_fit), _ = validation_split(data, 0.2)
         start = time.perf_counter()
@@ -62,16 +66,16 @@ def quality_rows(args: argparse.Namespace) -> list[dict]:
         dense = copy.deepcopy(model)
         start = time.perf_counter()
         result = compress(model, data, Budget("macs", 0.25), max_drop=1.0,
-                          settings=QUALITY_SETTINGS, progress=False)
+                          settings=settings, progress=False)
         seconds = time.perf_counter() - start
         by = {r["name"]: r for r in result.rows}
         chosen = next(r for r in result.rows if r["chosen"])
         uniform = by.get("uniform", {})
-        peer = torch_pruning_row(dense, data, x_fit, y_fit, QUALITY_SETTINGS)
+        peer = torch_pruning_row(dense, data, x_fit, y_fit, settings)
         versus = {"uniform": paired_difference(result.model, result.models.get("uniform"), data),
                   "torch_pruning": paired_difference(result.model, peer.pop("model"), data)}
         rows.append({
-            "model": name, "baseline_train_s": trained_s, "compress_s": seconds,
+            "model": name, "seed": seed, "baseline_train_s": trained_s, "compress_s": seconds,
             "met": result.met, "verdict": result.verdict,
             "dense_accuracy": by["dense"]["accuracy"], "accuracy": chosen["accuracy"],
             "macs_fraction": chosen["budget_fraction"],
@@ -101,10 +105,29 @@ def torch_pruning_row(model: nn.Module, data: Dataset, x_fit: Tensor, y_fit: Ten
     x = x_fit[:1]
     peer = _torch_pruning_to_macs(model, x, 0.25)
     fit(peer, x_fit, y_fit, epochs=settings_used.steps * settings_used.epochs,
-        lr=settings_used.lr, batch_size=settings_used.batch_size, seed=1, progress=False)
+        lr=settings_used.lr, batch_size=settings_used.batch_size, seed=settings_used.seed + 1,
+        progress=False)
     return {"macs_fraction": count_macs(peer, x) / count_macs(model, x),
             "accuracy": evaluate_accuracy(peer, data.x_test, data.y_test)["accuracy"],
             "model": peer}
+
+
+def over_seeds(quality: list[dict]) -> list[dict]:
+    """Per model, the mean test difference to uniform and to Torch-Pruning over the seeds, with
+    the standard error of that mean (from the spread between seeds) and the wins."""
+    summary = []
+    for name in dict.fromkeys(r["model"] for r in quality):
+        runs = [r for r in quality if r["model"] == name]
+        row: dict = {"model": name, "seeds": len(runs)}
+        for peer in ("uniform", "torch_pruning"):
+            values = [r["versus"][peer]["difference_pt"] for r in runs]
+            mean = sum(values) / len(values)
+            se = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+                            / len(values)) if len(values) > 1 else math.nan)
+            row[peer] = {"mean_pt": mean, "se_pt": se, "wins": sum(v > 0 for v in values),
+                         "ties": sum(v == 0 for v in values)}
+        summary.append(row)
+    return summary
 
 
 @torch.no_grad()
@@ -187,6 +210,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small inputs, 1 epoch")
     parser.add_argument("--only", choices=("quality", "latency", "prune"), default=None)
     parser.add_argument("--models", default="lenet5,resnet20", help="for the quality table")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="quality table: one run per seed (initialisation, fine-tuning "
+                             "order), then the mean difference over them")
     args = parser.parse_args()
     print(machine_line())
     payload: dict = {"quick": args.quick}
@@ -202,6 +228,17 @@ def main() -> None:
                       f"{r['torch_pruning_macs_fraction']:.3f}",
                       r["met"], f"{r['compress_s']:.0f}", r["versus"]["uniform"]["text"],
                       r["versus"]["torch_pruning"]["text"]] for r in quality])
+        if len(args.seeds) > 1:
+            payload["over_seeds"] = summary = over_seeds(quality)
+            print_table(["model", "seeds", "vs uniform, mean ± 2 SE", "wins / ties",
+                         "vs TP, mean ± 2 SE", "wins / ties"],
+                        [[r["model"], r["seeds"],
+                          f"{r['uniform']['mean_pt']:+.2f} ± {2 * r['uniform']['se_pt']:.2f} pt",
+                          f"{r['uniform']['wins']} / {r['uniform']['ties']}",
+                          (f"{r['torch_pruning']['mean_pt']:+.2f} ± "
+                          f"{2 * r['torch_pruning']['se_pt']:.2f} pt"),
+                          f"{r['torch_pruning']['wins']} / {r['torch_pruning']['ties']}"]
+                         for r in summary])
     if args.only in (None, "latency"):
         payload["latency"] = row = latency_row(args)
         print_table(["input", "latency (measured)", "MACs kept", "uniform latency",

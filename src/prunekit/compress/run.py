@@ -10,8 +10,9 @@ the uniform ratio's and blends — by a short probe on the validation split (:mo
 which units, the criterion decides on the *current* fine-tuned weights. When the last planned step misses the budget as measured (the estimate leaves out what no
 rule describes; latency is timed, not estimated), up to two more steps aim lower by the miss.
 
-A step whose validation drop exceeds ``max_drop`` after its fine-tuning gets the same
-fine-tuning once more. It stops when the budget is met, or when a step's drop still exceeds
+Each fine-tuning hands back its best epoch on the validation split (:mod:`.best_epoch`), the
+uniform baseline's too. A step whose validation drop exceeds ``max_drop`` after its fine-tuning
+gets the same fine-tuning once more. It stops when the budget is met, or when a step's drop still exceeds
 ``max_drop`` (then the best step within the bound is the answer and :attr:`CompressResult.met`
 is False). The
 quality bound is on the task's headline metric (:func:`prunekit.sensitivity.headline`), judged
@@ -38,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.batchnorm_stats import reestimate_batchnorm
+from prunekit.compress.best_epoch import KeepBestEpoch
 from prunekit.compress.budget import Budget, LatencyBackend, PlanCost, file_bytes, time_models
 from prunekit.compress.choose import Candidate, candidate_plans, choose
 from prunekit.compress.search import (
@@ -154,13 +156,18 @@ class _Run:
     def drop(self, score: float) -> float:
         return self.scale * (self.dense_val - score)
 
+    def over_bound(self, drop: float) -> bool:
+        """Is ``drop`` more than the bound? A drop equal to it is within ("at most"), also
+        when the subtraction leaves a rounding residue (0.97 - 0.96 is not exactly 0.01)."""
+        return drop > self.max_drop + 1e-9 * max(1.0, abs(self.max_drop))
+
     def fine_tune(self, model: nn.Module, label: str, index: int) -> None:
         s = self.settings
         if s.epochs == 0:
             return
         fit(model, self.x_fit, self.y_fit, epochs=s.epochs, lr=s.lr, batch_size=s.batch_size,
             optimizer=s.optimizer, loss=self.loss, seed=s.seed + index, progress=self.progress,
-            description=label,
+            description=label, callbacks=[KeepBestEpoch(self.validation_score)],
             distillation=Distillation(self.teacher) if s.distill else None)
 
     def probe(self, model: nn.Module, removed: dict[str, int], sizes: dict[str, int],
@@ -316,7 +323,7 @@ def compress(
             model, dict(zip(labels, removed)), sizes, 1000 + i))
         run.prune_to(model, dict(zip(labels, chosen.removed)), sizes)
         run.fine_tune(model, f"compress {name}", index + 1)
-        if run.settings.epochs and run.drop(run.validation_score(model)) > max_drop:
+        if run.settings.epochs and run.over_bound(run.drop(run.validation_score(model))):
             run.fine_tune(model, f"compress {name} (recovering)", 100 + index)  # once more
         row = run.row(name, model, dense_row, step=index + 1,
                       estimated_fraction=cost(removal_mask(graph, scores.scores, chosen.removed)),
@@ -324,7 +331,7 @@ def compress(
                                          for g, r in enumerate(chosen.removed)),
                       allocation=chosen.label, probes=_probes(plans))
         rows.append(row)
-        if row["drop"] > max_drop:
+        if run.over_bound(row["drop"]):
             failed = (f"step {index + 1} lost {row['drop']:.2f} {run.unit} of validation "
                       f"{run.metric}, more than the bound {max_drop:g}")
             break
@@ -379,7 +386,8 @@ def _uniform(run: _Run, dense: nn.Module, graph: Any, scores: Tensor, cost: Plan
              target_row: Row, sizes: dict[str, int], labels: Sequence[str], dense_row: Row,
              models: dict[str, nn.Module]) -> Row:
     """One ratio for every group, at the chosen step's measured cost (estimated, for latency),
-    in as many steps with the same fine-tuning: the baseline the search must beat."""
+    in as many steps with the same fine-tuning (best epoch kept, once more when over the bound,
+    as the steps get): the baseline the search must beat."""
     s = run.settings
     model = copy.deepcopy(dense)
     steps = int(target_row["step"])
@@ -392,6 +400,8 @@ def _uniform(run: _Run, dense: nn.Module, graph: Any, scores: Tensor, cost: Plan
                                          max_layer_ratio=s.max_layer_ratio, round_to=s.round_to)
         run.prune_to(model, dict(zip(labels, removed)), sizes)
         run.fine_tune(model, f"uniform step {k + 1}", k + 1)
+        if s.epochs and run.over_bound(run.drop(run.validation_score(model))):
+            run.fine_tune(model, f"uniform step {k + 1} (recovering)", 100 + k)  # as the steps
     models["uniform"] = model.eval()
     row = run.row("uniform", model, dense_row, step=steps, estimated_fraction=final,
                   predicted_drop=math.nan, uniform_ratio=ratio)

@@ -1,0 +1,32 @@
+"""KeepBestEpoch inside a real fit: the model ends with the weights of the epoch that scored
+best, not the last one's."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from prunekit.compress.best_epoch import KeepBestEpoch
+from prunekit.data import load_dataset
+from prunekit.models import build_model
+from prunekit.train import fit
+
+
+def test_fit_ends_on_the_best_scored_epoch() -> None:
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = build_model("mlp", in_features=64, hidden=(16,))
+    snapshots: list[dict] = []
+    wanted = [0.2, 0.9, 0.4]  # epoch 1 is the best, the last is not
+
+    def score(net: torch.nn.Module) -> float:
+        snapshots.append(copy.deepcopy(net.state_dict()))
+        return wanted[len(snapshots) - 1]
+
+    keep = KeepBestEpoch(score)
+    fit(model, data.x_train, data.y_train, epochs=3, lr=0.05, callbacks=[keep], progress=False)
+    assert keep.best_epoch == 1 and keep.scores == wanted
+    final = model.state_dict()
+    assert all(torch.equal(final[k], snapshots[1][k]) for k in final)
+    assert not all(torch.equal(final[k], snapshots[2][k]) for k in final)
