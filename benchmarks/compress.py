@@ -113,19 +113,23 @@ def torch_pruning_row(model: nn.Module, data: Dataset, x_fit: Tensor, y_fit: Ten
 
 
 def over_seeds(quality: list[dict]) -> list[dict]:
-    """Per model, the mean test difference to uniform and to Torch-Pruning over the seeds, with
-    the standard error of that mean (from the spread between seeds) and the wins."""
+    """Per model, the mean test difference to uniform and to Torch-Pruning over the seeds that
+    have one, with the standard error of that mean (from the spread between seeds), the wins
+    and how many seeds it is over."""
     summary = []
     for name in dict.fromkeys(r["model"] for r in quality):
         runs = [r for r in quality if r["model"] == name]
         row: dict = {"model": name, "seeds": len(runs)}
         for peer in ("uniform", "torch_pruning"):
-            values = [r["versus"][peer]["difference_pt"] for r in runs]
+            values = [v for r in runs if math.isfinite(v := r["versus"][peer]["difference_pt"])]
+            if not values:  # no seed got that far (no uniform row: no step within the bound)
+                row[peer] = {"mean_pt": math.nan, "se_pt": math.nan, "wins": 0, "ties": 0}
+                continue
             mean = sum(values) / len(values)
             se = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)
                             / len(values)) if len(values) > 1 else math.nan)
             row[peer] = {"mean_pt": mean, "se_pt": se, "wins": sum(v > 0 for v in values),
-                         "ties": sum(v == 0 for v in values)}
+                         "ties": sum(v == 0 for v in values), "over": len(values)}
         summary.append(row)
     return summary
 
@@ -234,10 +238,12 @@ def main() -> None:
                          "vs TP, mean ± 2 SE", "wins / ties"],
                         [[r["model"], r["seeds"],
                           f"{r['uniform']['mean_pt']:+.2f} ± {2 * r['uniform']['se_pt']:.2f} pt",
-                          f"{r['uniform']['wins']} / {r['uniform']['ties']}",
+                          (f"{r['uniform']['wins']} / {r['uniform']['ties']} of "
+                          f"{r['uniform'].get('over', 0)}"),
                           (f"{r['torch_pruning']['mean_pt']:+.2f} ± "
                           f"{2 * r['torch_pruning']['se_pt']:.2f} pt"),
-                          f"{r['torch_pruning']['wins']} / {r['torch_pruning']['ties']}"]
+                          (f"{r['torch_pruning']['wins']} / {r['torch_pruning']['ties']} of "
+                          f"{r['torch_pruning'].get('over', 0)}")]
                          for r in summary])
     if args.only in (None, "latency"):
         payload["latency"] = row = latency_row(args)

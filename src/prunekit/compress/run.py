@@ -10,8 +10,8 @@ the uniform ratio's and blends — by a short probe on the validation split (:mo
 which units, the criterion decides on the *current* fine-tuned weights. When the last planned step misses the budget as measured (the estimate leaves out what no
 rule describes; latency is timed, not estimated), up to two more steps aim lower by the miss.
 
-Each fine-tuning hands back its best epoch on the validation split (:mod:`.best_epoch`), the
-uniform baseline's too. A step whose validation drop exceeds ``max_drop`` after its fine-tuning
+Each fine-tuning decays its rate to zero and hands back its best epoch on the validation split
+(:mod:`.fine_tuning`), the uniform baseline's too. A step whose validation drop exceeds ``max_drop`` after its fine-tuning
 gets the same fine-tuning once more. It stops when the budget is met, or when a step's drop still exceeds
 ``max_drop`` (then the best step within the bound is the answer and :attr:`CompressResult.met`
 is False). The
@@ -39,9 +39,9 @@ import torch
 from torch import Tensor, nn
 
 from prunekit.batchnorm_stats import reestimate_batchnorm
-from prunekit.compress.best_epoch import KeepBestEpoch
 from prunekit.compress.budget import Budget, LatencyBackend, PlanCost, file_bytes, time_models
 from prunekit.compress.choose import Candidate, candidate_plans, choose
+from prunekit.compress.fine_tuning import CosineDecay, KeepBestEpoch
 from prunekit.compress.search import (
     blended_removed,
     greedy_walk,
@@ -167,7 +167,9 @@ class _Run:
             return
         fit(model, self.x_fit, self.y_fit, epochs=s.epochs, lr=s.lr, batch_size=s.batch_size,
             optimizer=s.optimizer, loss=self.loss, seed=s.seed + index, progress=self.progress,
-            description=label, callbacks=[KeepBestEpoch(self.validation_score)],
+            description=label,
+            callbacks=[CosineDecay(s.epochs * math.ceil(len(self.x_fit) / s.batch_size)),
+                       KeepBestEpoch(self.validation_score)],
             distillation=Distillation(self.teacher) if s.distill else None)
 
     def probe(self, model: nn.Module, removed: dict[str, int], sizes: dict[str, int],
@@ -186,6 +188,7 @@ class _Run:
             fit(trial, self.x_fit[pick], self.y_fit[pick], epochs=1, lr=s.lr,
                 batch_size=s.batch_size, optimizer=s.optimizer, loss=self.loss,
                 seed=s.seed + index, progress=False,
+                callbacks=[CosineDecay(math.ceil(count / s.batch_size))],
                 distillation=Distillation(self.teacher) if s.distill else None)
         return self.validation_score(trial.eval())
 
