@@ -13,7 +13,9 @@ Three tables, each beside its baseline:
 2. ``--target-latency 0.5`` on ResNet-18 (batch 8, 224², 2 threads), random weights (latency
    does not depend on them; no quality is claimed): the measured latency fraction (with the
    noise band of the same run), and the MACs the search keeps against the uniform ratio at the
-   same measured latency. No fine-tuning (epochs 0) and no quality bound.
+   same measured latency. No fine-tuning (epochs 0), no quality bound, and the walk's
+   allocation alone (``candidates=1``: a probe on random weights and data would choose by
+   noise).
 3. ``prunekit prune``'s own before/after on ResNet-18 (batch 8, 224², 2 threads, ratio 0.5),
    with the channel counts from the latency table (the default) and uniform: the MACs ratio,
    the latency ratio and their quotient (target ≥ 0.95).
@@ -170,7 +172,7 @@ def latency_row(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     result = compress(model, data, Budget("latency", 0.5), max_drop=1e9,
                       settings=Settings(steps=2, epochs=0, threads=2, round_to=8,
-                                        amounts=(0.5,), latency_budget_s=5.0 if args.quick
+                                        amounts=(0.5,), candidates=1, latency_budget_s=5.0 if args.quick
                                         else 30.0),
                       latency_input=data.x_test[:batch], progress=False)
     by = {r["name"]: r for r in result.rows}
