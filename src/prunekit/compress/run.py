@@ -30,7 +30,6 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +48,7 @@ from prunekit.compress.search import (
     state_at,
     uniform_removed,
 )
+from prunekit.compress.uniform import uniform_row
 from prunekit.data import Dataset
 from prunekit.evaluate import count_macs, count_params, prunable_sparsity
 from prunekit.sensitivity import AMOUNTS, Sensitivity, headline, measure_sensitivity
@@ -346,7 +346,7 @@ def compress(
         if index + 1 >= s.steps and measured_fraction <= budget.fraction:
             break
     if s.uniform and best > 0:
-        rows.append(_uniform(run, dense_model, graph, scores.scores, cost, rows[best],
+        rows.append(uniform_row(run, dense_model, graph, scores.scores, cost, rows[best],
                              sizes, labels, dense_row, models))
     noise = _time_rows(run, rows, models)
     met = not failed and best > 0 and rows[best]["budget_fraction"] <= budget.fraction
@@ -383,58 +383,6 @@ def _timed_fraction(run: _Run, dense: nn.Module, model: nn.Module) -> float:
                         reference="dense", backend=s.backend, threads=s.threads,
                         budget_s=s.latency_budget_s)
     return 1.0 / timed.speedup("dense", "pruned")
-
-
-def _uniform(run: _Run, dense: nn.Module, graph: Any, scores: Tensor, cost: PlanCost,
-             target_row: Row, sizes: dict[str, int], labels: Sequence[str], dense_row: Row,
-             models: dict[str, nn.Module]) -> Row:
-    """One ratio for every group, at the chosen step's measured cost (estimated, for latency),
-    in as many steps with the same fine-tuning (best epoch kept, once more when over the bound,
-    as the steps get): the baseline the search must beat."""
-    s = run.settings
-    model = copy.deepcopy(dense)
-    steps = int(target_row["step"])
-    final = target_row["estimated_fraction"]
-    if run.budget.kind != "latency":
-        final = _estimate_measuring(run, dense, graph, scores, cost, target_row, sizes, labels)
-    ratio = 0.0
-    for k in range(steps):
-        ratio, removed = uniform_removed(graph, scores, cost, final ** ((k + 1) / steps),
-                                         max_layer_ratio=s.max_layer_ratio, round_to=s.round_to)
-        run.prune_to(model, dict(zip(labels, removed)), sizes)
-        run.fine_tune(model, f"uniform step {k + 1}", k + 1)
-        if s.epochs and run.over_bound(run.drop(run.validation_score(model))):
-            run.fine_tune(model, f"uniform step {k + 1} (recovering)", 100 + k)  # as the steps
-    models["uniform"] = model.eval()
-    row = run.row("uniform", model, dense_row, step=steps, estimated_fraction=final,
-                  predicted_drop=math.nan, uniform_ratio=ratio)
-    if run.budget.kind == "latency":
-        row["budget_fraction"] = math.nan  # filled by the final timing pass
-    return row
-
-
-def _estimate_measuring(run: _Run, dense: nn.Module, graph: Any, scores: Tensor,
-                        cost: PlanCost, target_row: Row, sizes: dict[str, int],
-                        labels: Sequence[str]) -> float:
-    """The largest estimated cost whose uniform plan *measures* at most the chosen step's
-    fraction (bisected on pruned copies of ``dense``): the estimate errs differently for
-    different allocations, and the comparison is at equal measured cost."""
-    s, budget = run.settings, run.budget
-    whole = budget.measure(dense, run.example)
-    wanted = target_row["budget_fraction"]
-
-    def measured(estimate: float) -> float:
-        trial = copy.deepcopy(dense)
-        _, removed = uniform_removed(graph, scores, cost, estimate,
-                                     max_layer_ratio=s.max_layer_ratio, round_to=s.round_to)
-        run.prune_to(trial, dict(zip(labels, removed)), sizes)
-        return budget.measure(trial, run.example) / whole
-
-    low, high = 0.0, 1.0
-    for _ in range(14):
-        middle = (low + high) / 2
-        low, high = (middle, high) if measured(middle) <= wanted + 1e-12 else (low, middle)
-    return max(low, 1e-6)
 
 
 def _time_rows(run: _Run, rows: list[Row], models: dict[str, nn.Module]) -> str:
