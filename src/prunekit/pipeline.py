@@ -288,12 +288,12 @@ def _compress(ctx: RunContext, model: nn.Module, spec: CompressSpec, variant: st
 def _prune_structured(ctx: RunContext, model: nn.Module, spec: StructuredSpec) -> None:
     """Physically remove units (counts from the latency table unless the stage says not);
     data-driven criteria score on four training batches."""
-    from prunekit.structured.importance import ScoringData
+    from prunekit.structured.importance import ScoringData, first_batches
     from prunekit.structured.latency_aware import prune_aimed
 
     x, y = ctx.data.x_train, ctx.data.y_train
     scoring = ScoringData(
-        batches=[(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)],
+        batches=first_batches(x, y),
         loss=resolve_loss(ctx.loss(ctx.recipe.train.loss), trust_code=ctx.trust_code),
     )
     measure = ctx.recipe.measure

@@ -101,8 +101,10 @@ def test_each_step_prunes_to_the_candidate_its_probe_scores_best(trained, monkey
     assert result.model.net[1].out_features == 48 - spared
     step = result.rows[1]
     assert step["probes"].count(",") == len(probed) - 1
+    before = len(probed)
     only_walk = compress(copy.deepcopy(model), data, Budget("macs", 0.4), max_drop=50.0,
                          settings=Settings(**{**FAST, "steps": 1}, candidates=1, uniform=False),
                          progress=False)
-    assert len(probed) <= 3 and only_walk.rows[1]["allocation"] == "walk"
+    assert len(probed) == before  # one candidate is pruned unprobed
+    assert only_walk.rows[1]["allocation"] == "walk"
     assert only_walk.rows[1]["probes"] == ""

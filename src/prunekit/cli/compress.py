@@ -101,6 +101,7 @@ def sensitivity(
     from prunekit.compress.run import validation_split
     from prunekit.runs import fingerprint_of, record_run
     from prunekit.sensitivity import measure_sensitivity, write_sensitivity
+    from prunekit.structured.importance import first_batches
 
     kinds = {"both": ["structured", "unstructured"]}.get(granularity, [granularity])
     if any(k not in ("structured", "unstructured") for k in kinds):
@@ -111,7 +112,7 @@ def sensitivity(
                                  baseline_epochs, validation, seed)
         (x_fit, y_fit), held_out = validation_split(dataset, validation, seed)
         # training batches: for data-driven criteria and BatchNorm re-estimation (never held_out)
-        batches = [(x_fit[i : i + 64], y_fit[i : i + 64]) for i in range(0, 256, 64)]
+        batches = first_batches(x_fit, y_fit)
         out.mkdir(parents=True, exist_ok=True)
         results = [
             measure_sensitivity(net, dataset.x_train[:1], held_out, granularity=kind,

@@ -7,26 +7,26 @@ geometric share of the budget (for 0.25 in 2 steps: 0.5, then 0.25), each follow
 (or distillation from the dense model) — and measure every step. How many units each group
 loses at a step is chosen among a few allocations at the walk's estimated cost — the walk's,
 the uniform ratio's and blends — by a short probe on the validation split (:mod:`.choose`);
-which units, the criterion decides on the *current* fine-tuned weights. When the last planned step misses the budget as measured (the estimate leaves out what no
-rule describes; latency is timed, not estimated), up to two more steps aim lower by the miss.
+which units, the criterion decides on the *current* fine-tuned weights. When the last planned
+step misses the budget as measured (the estimate leaves out what no rule describes; latency is
+timed, not estimated), up to two more steps aim lower by the miss.
 
 Each fine-tuning decays its rate to zero and hands back its best epoch on the validation split
-(:mod:`.fine_tuning`), the uniform baseline's too. A step whose validation drop exceeds ``max_drop`` after its fine-tuning
-gets the same fine-tuning once more. It stops when the budget is met, or when a step's drop still exceeds
-``max_drop`` (then the best step within the bound is the answer and :attr:`CompressResult.met`
-is False). The
-quality bound is on the task's headline metric (:func:`prunekit.sensitivity.headline`), judged
-on the validation split, which neither fine-tuning nor the sensitivity search trains on; the
-test split is reported beside it. Beside the steps, a uniform baseline (one ratio for every
-group, at the final step's estimated cost, the same steps and fine-tuning) shows what the
-search bought (matched to the chosen step's *measured* MACs, parameters or size, so an estimate
-that errs does not hand either side a cheaper model); the rows mark the Pareto front of cost
-against validation quality.
+(:mod:`.fine_tuning`). A step whose validation drop exceeds ``max_drop`` after its fine-tuning
+gets the same fine-tuning once more. It stops when the budget is met, or when a step's drop
+still exceeds ``max_drop`` (then the best step within the bound is the answer and
+:attr:`CompressResult.met` is False). The quality bound is on the task's headline metric
+(:func:`prunekit.sensitivity.headline`), judged on the validation split, which neither
+fine-tuning nor the sensitivity search trains on; the test split is reported beside it. Beside
+the steps, a uniform baseline (:mod:`.uniform`: one ratio for every group, at the chosen step's
+counted cost, the same steps and fine-tuning) shows what the search bought; the rows mark the
+Pareto front of cost against validation quality.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import time
@@ -52,7 +52,7 @@ from prunekit.compress.uniform import uniform_row
 from prunekit.data import Dataset
 from prunekit.evaluate import count_macs, count_params, prunable_sparsity
 from prunekit.sensitivity import AMOUNTS, Sensitivity, headline, measure_sensitivity
-from prunekit.structured.importance import ScoringData
+from prunekit.structured.importance import ScoringData, first_batches
 from prunekit.structured.prune import graph_and_scores, remove_planned
 from prunekit.tasks import evaluate_task, get_task
 from prunekit.train import Distillation, fit
@@ -91,7 +91,8 @@ class Settings:
 @dataclass
 class CompressResult:
     """Every row (dense, each step, the uniform baseline), the chosen model and the verdict;
-    ``models`` holds every model a row within the bound describes, by row name."""
+    ``models`` holds, by row name, the dense model, every step within the bound and the
+    uniform baseline (a step over the bound is reported, not kept)."""
 
     rows: list[Row]
     model: nn.Module
@@ -144,7 +145,7 @@ class _Run:
         self.trust_code, self.progress = trust_code, progress
         self.teacher = copy.deepcopy(model).eval()
         self.scoring = ScoringData(
-            [(self.x_fit[i : i + 64], self.y_fit[i : i + 64]) for i in range(0, 256, 64)],
+            first_batches(self.x_fit, self.y_fit),
             loss=self.loss,
         )
         self.dense_val = self.validation_score(model)
@@ -295,11 +296,6 @@ def compress(
         return uniform_removed(graph, scores.scores, cost, target,
                                max_layer_ratio=s.max_layer_ratio, round_to=s.round_to)[1]
 
-    def blended_at(state: Any, alpha: float) -> tuple[int, ...]:
-        return blended_removed(graph, scores.scores, cost, state.removed,
-                               uniform_at(state.cost), alpha, state.cost,
-                               max_layer_ratio=s.max_layer_ratio, round_to=s.round_to)
-
     walk = walk_to(budget.fraction)
     dense_row = run.row("dense", model, None, step=0, estimated_fraction=1.0,
                         predicted_drop=0.0)
@@ -320,8 +316,11 @@ def compress(
             break  # the walk can go no further: nothing left to remove within the caps
         estimate = state.cost
         name = f"step {index + 1}"
-        plans = candidate_plans(state.removed, uniform_at(state.cost), s.candidates,
-                                lambda alpha, st=state: blended_at(st, alpha))
+        uniform = uniform_at(state.cost)
+        blend = functools.partial(blended_removed, graph, scores.scores, cost, state.removed,
+                                  uniform, budget=state.cost, max_layer_ratio=s.max_layer_ratio,
+                                  round_to=s.round_to)  # blend(alpha)
+        plans = candidate_plans(state.removed, uniform, s.candidates, blend)
         chosen = choose(plans, lambda removed, i=index: run.probe(
             model, dict(zip(labels, removed)), sizes, 1000 + i))
         run.prune_to(model, dict(zip(labels, chosen.removed)), sizes)

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from prunekit.structured.importance import first_batches
+
 log = logging.getLogger(__name__)
 
 HELD_OUT = 512
@@ -115,7 +117,7 @@ def load_subject(run: dict[str, Any], variant: str, roots: list[Path]) -> Subjec
     if data is not None:
         example = data.x_test[:batch]
         held_out = (data.x_test[:HELD_OUT], data.y_test[:HELD_OUT])
-        batches = [(data.x_train[i : i + 64], data.y_train[i : i + 64]) for i in range(0, 256, 64)]
+        batches = first_batches(data.x_train, data.y_train)
     else:
         shape = command.get("input_shape")
         if not shape:

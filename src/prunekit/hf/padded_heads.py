@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from prunekit.hf.architectures import architecture_of, decoder_layers, head_layout
 from prunekit.hf.rewrite import layer_shapes
+from prunekit.modes import eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +113,8 @@ def padded_twin(model: nn.Module) -> nn.Module | None:
     setattr(config, arch.layers_field, len(shapes))
     twin = type(model)(config).eval()
     twin.load_state_dict(_padded_state(model, heads, width, padded), strict=True)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):  # every submodule's own mode restored after
         same = _same_outputs(model, twin, int(config.vocab_size))
-    finally:
-        model.train(was_training)
     if not same:
         log.warning("the head-padded twin does not reproduce the model's outputs; not written")
         return None

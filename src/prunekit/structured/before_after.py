@@ -45,7 +45,7 @@ from prunekit.report import write_report
 from prunekit.runs import fingerprint_of, record_run
 from prunekit.runs.layers import layer_profiles, without_timing
 from prunekit.structured.deploy import prepare_for_cpu
-from prunekit.structured.importance import ScoringData
+from prunekit.structured.importance import ScoringData, first_batches
 from prunekit.structured.latency_aware import prune_aimed
 from prunekit.tasks import evaluate_task, get_task
 
@@ -125,7 +125,7 @@ def prune_and_measure(
             loss or get_task(dataset.task).default_loss, trust_code=trust_code
         )
         x, y = dataset.x_train, dataset.y_train
-        batches = [(x[i : i + 64], y[i : i + 64]) for i in range(0, min(256, len(x)), 64)]
+        batches = first_batches(x, y)
         prune_options.setdefault("data", ScoringData(batches, loss=criterion))
     elif loss is not None:
         raise ValueError("a loss is measured and scored on data: give the data set too (--data)")

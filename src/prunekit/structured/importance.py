@@ -64,6 +64,20 @@ class ScoringData:
             )
 
 
+def first_batches(x: Tensor, y: Tensor, *, count: int = 4,
+                  size: int = 64) -> list[tuple[Tensor, Tensor]]:
+    """The first ``count`` batches of ``size`` samples of ``(x, y)`` — what data-driven
+    criteria and BatchNorm re-estimation use everywhere — and no empty one when there are
+    fewer samples than that.
+
+    >>> import torch
+    >>> [len(xb) for xb, _ in first_batches(torch.zeros(150, 2), torch.zeros(150))]
+    [64, 64, 22]
+    """
+    end = min(count * size, len(x))
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, end, size)]
+
+
 Criterion = Callable[[DependencyGraph, ScoringData], UnitScores]
 
 
