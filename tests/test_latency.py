@@ -1,6 +1,7 @@
 import contextlib
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,10 +42,30 @@ def test_medians_rank_alternatives_and_run_each_the_right_number_of_times() -> N
     assert medians["slow"] >= 3.0 > medians["fast"]
 
 
-def test_every_candidate_takes_every_position_in_turn() -> None:
+@pytest.mark.parametrize("count", [2, 3, 4, 5])
+def test_every_candidate_follows_every_other_and_takes_every_position_equally_often(
+    count: int,
+) -> None:
+    names = "abcde"[:count]
     order: list[str] = []
-    interleaved_medians({k: (lambda k=k: order.append(k)) for k in "abc"}, repeats=3, warmup=0)
-    assert order == list("abcbcacab")
+    cycle = 2 * count if count % 2 else count
+    interleaved_times({k: (lambda k=k: order.append(k)) for k in names}, repeats=cycle, warmup=0)
+    rounds = [order[i : i + count] for i in range(0, len(order), count)]
+    followers = Counter((r[i], r[i + 1]) for r in rounds for i in range(count - 1))
+    positions = Counter((r[i], i) for r in rounds for i in range(count))
+    assert all(sorted(r) == list(names) for r in rounds)
+    assert len(followers) == count * (count - 1) and len(set(followers.values())) == 1
+    assert len(positions) == count * count and len(set(positions.values())) == 1
+
+
+def test_successive_calls_continue_the_cycle_of_orders() -> None:
+    whole: list[str] = []
+    interleaved_times({k: (lambda k=k: whole.append(k)) for k in "abc"}, repeats=6, warmup=0)
+    parts: list[str] = []
+    runs = {k: (lambda k=k: parts.append(k)) for k in "abc"}
+    interleaved_times(runs, repeats=2, warmup=0)
+    interleaved_times(runs, repeats=4, warmup=0, first_round=2)
+    assert parts == whole and whole[:3] != whole[3:6]
 
 
 def test_untimed_calls_warm_each_turn() -> None:

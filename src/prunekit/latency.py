@@ -1,9 +1,10 @@
 """Latency, measured so that comparisons stay fair on a busy machine.
 
 Timing model A for a while and then model B compares two different machines whenever other
-work shares the cores. Everything here times alternatives *round-robin* — A, B, C, then B, C, A,
-then C, A, B … — so each sees the same drift and the same predecessors (what ran just before
-decides what is left in the caches), and reports medians, which discard the runs a context
+work shares the cores. Everything here times alternatives *round-robin*, in orders where each
+takes every position and follows every other equally often
+(:mod:`prunekit.balanced_order`), so each sees the same drift and the same predecessors (what
+ran just before decides what is left in the caches), and reports medians, which discard the runs a context
 switch spoiled. A table of variants is timed in one such pass, across backends too: eager
 PyTorch, prunekit's sparse kernels (:func:`prunekit.sparse.deploy`) and onnxruntime.
 
@@ -28,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from prunekit.balanced_order import carryover_balanced_orders
 
 BACKENDS = ("torch", "sparse", "onnxruntime")
 """Where a model can be timed: eager PyTorch, prunekit's sparse kernels, onnxruntime."""
@@ -63,8 +66,11 @@ def interleaved_times(
     warmup: int = 1,
     untimed_per_turn: int = 0,
     timed_scope: Callable[[Hashable], contextlib.AbstractContextManager[Any]] | None = None,
+    first_round: int = 0,
 ) -> dict[Hashable, list[float]]:
-    """Milliseconds of every call of every candidate, run in rotating round-robin order.
+    """Milliseconds of every call of every candidate, round-robin in carry-over balanced
+    orders (:func:`~prunekit.balanced_order.carryover_balanced_orders`); ``first_round`` says
+    where in that cycle of orders to start, so that successive calls continue it.
 
     ``untimed_per_turn`` calls precede each timed one, so that a candidate is timed with its
     weights back in cache, as a model serving requests would be, rather than cold after the
@@ -81,10 +87,10 @@ def interleaved_times(
         for run in candidates.values():
             run()
     names = list(candidates)
+    orders = carryover_balanced_orders(len(names))
     times: dict[Hashable, list[float]] = {name: [] for name in names}
-    for round_index in range(repeats):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
+    for round_index in range(first_round, first_round + repeats):
+        for name in (names[i] for i in orders[round_index % len(orders)]):
             for _ in range(untimed_per_turn):
                 candidates[name]()
             with timed_scope(name) if timed_scope else contextlib.nullcontext():
@@ -419,6 +425,7 @@ def time_until_stable(
         new = interleaved_times(
             runs, repeats=chunk, warmup=warmup if not times[TWIN] else 0,
             untimed_per_turn=untimed_per_turn, timed_scope=timed_scope,
+            first_round=len(times[TWIN]),
         )  # fmt: skip
         for name, values in new.items():
             times[name].extend(values)

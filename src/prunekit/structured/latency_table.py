@@ -285,7 +285,7 @@ def measure_latency_table(
 def _round_robin(
     deployed: list[nn.Module], timers: list[_LayerTimer], batch: Tensor, repeats: int
 ) -> list[float]:
-    """Run every deployed copy ``repeats`` times, untimed then timed, rotating the order;
+    """Run every deployed copy ``repeats`` times, untimed then timed, in balanced orders;
     returns each copy's median whole-model milliseconds. Layer timers see the timed calls."""
     runs = {index: (lambda model=model: model(batch)) for index, model in enumerate(deployed)}
     with torch.inference_mode():
