@@ -7,7 +7,8 @@ uniform ratio after the same fine-tuning, even with BatchNorm statistics re-esti
 step tries a few allocations at the same estimated cost — the walk's, the uniform ratio's and
 evenly spaced blends between them (:func:`~.search.blended_removed`) — prunes a copy of the
 current model to each, re-estimates its BatchNorm statistics, trains it for a fraction of an
-epoch and scores it on the validation split; the best one is what the step prunes. The probes'
+epoch and scores it by its validation loss (the accuracy of a few hundred validation samples
+moves in steps too coarse to order the candidates); the best one is what the step prunes. The probes'
 training is then thrown away: the chosen allocation is pruned from the current model and gets
 the step's full fine-tuning, so the answer is trained exactly as much as the uniform baseline it
 is compared with. This is candidate evaluation in the spirit of EagleEye (Li et al., 2020), which
