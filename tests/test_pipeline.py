@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from prunekit import pipeline
+from prunekit import pipeline, stages
 from prunekit.recipe import RecipeError, load_recipe, parse_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,8 +30,8 @@ def test_rerun_reuses_finished_variants_and_redoes_changed_ones(tmp_path: Path, 
     assert rows[1]["sparsity"] == pytest.approx(0.5, abs=1e-3)
 
     trained: list[str] = []
-    real_fit = pipeline.fit
-    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: trained.append(k["description"]) or real_fit(*a, **k))
+    real_fit = stages.fit
+    monkeypatch.setattr(stages, "fit", lambda *a, **k: trained.append(k["description"]) or real_fit(*a, **k))
     again = pipeline.run_recipe(parse_recipe(TINY), tmp_path, progress=False)
     timed = {"latency_ms", "latency_p95_ms", "batch_size", "threads", "noise_band"}
 
@@ -48,20 +48,20 @@ def test_rerun_reuses_finished_variants_and_redoes_changed_ones(tmp_path: Path, 
 
 
 def test_crash_mid_variant_resumes_after_the_last_finished_one(tmp_path: Path, monkeypatch) -> None:
-    real_fit = pipeline.fit
+    real_fit = stages.fit
 
     def crash_on_l1(*args, **kwargs):
         if kwargs["description"].startswith("l1"):
             raise KeyboardInterrupt("power cut")
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "fit", crash_on_l1)
+    monkeypatch.setattr(stages, "fit", crash_on_l1)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_recipe(parse_recipe(TINY), tmp_path, progress=False)
     assert (tmp_path / "half" / "row.json").is_file() and not (tmp_path / "l1" / "row.json").exists()
 
     trained: list[str] = []
-    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: trained.append(k["description"]) or real_fit(*a, **k))
+    monkeypatch.setattr(stages, "fit", lambda *a, **k: trained.append(k["description"]) or real_fit(*a, **k))
     rows = pipeline.run_recipe(parse_recipe(TINY), tmp_path, progress=False)
     assert trained == ["l1[0]"] and [r["name"] for r in rows] == ["baseline", "half", "l1"]
 
@@ -143,14 +143,14 @@ def test_a_run_is_recorded_in_its_store_with_progress_and_layers(tmp_path: Path,
     events = RunStore(tmp_path).events(run["id"])
     baseline_epochs = [e for e in events if e["event"] == "epoch" and e["description"] == "baseline"]
     assert [e["epoch"] for e in baseline_epochs] == [1, 2, 3]
-    stages = [(e["variant"], e["stage"], e["kind"]) for e in events if e["event"] == "stage"]
-    assert stages == [("baseline", 0, "train"), ("half", 0, "prune"), ("half", 1, "train"),
+    stage_events = [(e["variant"], e["stage"], e["kind"]) for e in events if e["event"] == "stage"]
+    assert stage_events == [("baseline", 0, "train"), ("half", 0, "prune"), ("half", 1, "train"),
                       ("l1", 0, "train")]
 
     def broken(*args, **kwargs):
         raise ValueError("loss became NaN")
 
-    monkeypatch.setattr(pipeline, "fit", broken)
+    monkeypatch.setattr(stages, "fit", broken)
     with pytest.raises(ValueError):
         pipeline.run_recipe(parse_recipe(TINY), tmp_path / "failed", progress=False)
     (failed,) = RunStore(tmp_path / "failed").runs()
@@ -205,8 +205,8 @@ def test_user_code_edits_and_damaged_files_are_recomputed(tmp_path: Path, monkey
     out = tmp_path / "out"
     pipeline.run_recipe(parse_recipe(recipe, trust_code=True), out, progress=False, trust_code=True)
     trained: list[str] = []
-    real_fit = pipeline.fit
-    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: trained.append(k["description"]) or real_fit(*a, **k))
+    real_fit = stages.fit
+    monkeypatch.setattr(stages, "fit", lambda *a, **k: trained.append(k["description"]) or real_fit(*a, **k))
     pipeline.run_recipe(parse_recipe(recipe, trust_code=True), out, progress=False, trust_code=True)
     assert trained == []  # nothing changed: reused
     source.write_text(source.read_text().replace("width=16", "width=12"))
@@ -239,7 +239,7 @@ def test_user_code_is_not_imported_without_trust(tmp_path: Path) -> None:
 def test_a_model_that_cannot_take_the_data_fails_before_training(
     tmp_path: Path, model: dict, message: str, monkeypatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(stages, "fit", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(pipeline.RunError, match=message):
         pipeline.run_recipe(parse_recipe({**SMALL, "model": model}), tmp_path, progress=False)
 
@@ -334,8 +334,8 @@ def test_recipe_losses_are_checked_against_the_task_before_training(
     (tmp_path / "recipe_user_loss.py").write_text(USER_LOSS)
     monkeypatch.syspath_prepend(str(tmp_path))
     trained: list[str] = []
-    real_fit = pipeline.fit
-    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: trained.append(k["loss"]) or real_fit(*a, **k))
+    real_fit = stages.fit
+    monkeypatch.setattr(stages, "fit", lambda *a, **k: trained.append(k["loss"]) or real_fit(*a, **k))
     recipe = {"name": "r", "data": {"name": "seed_regression", "options": {"n_samples": 200}},
               "model": {"name": "mlp", "kwargs": {"in_features": 10, "hidden": [8], "num_classes": 1}},
               "measure": {"repeats": 2},

@@ -89,29 +89,6 @@ def test_file_errors(tmp_path: Path) -> None:
         load_recipe(listing)
 
 
-@pytest.mark.parametrize(
-    ("structured", "expected"),
-    [
-        ({"ratio": 0.5, "macs_fraction": 0.5}, "give exactly one target"),
-        ({}, "give exactly one target"),
-        ({"ratio": 0.5, "criterion": "vibes"}, "unknown criterion"),
-        ({"macs_fraction": 0.0}, "macs_fraction = 0.0"),
-        ({"ratio": 0.5, "max_layer_ratio": 1.0}, "max_layer_ratio = 1.0"),
-    ],
-)
-def test_structured_stage_errors(structured: dict, expected: str) -> None:
-    stages = [{"structured": structured}]
-    with pytest.raises(RecipeError, match=expected):
-        parse_recipe(_recipe(variants=[{"name": "v", "stages": stages}]), "r.yaml")
-
-
-def test_structured_stage_accepts_every_option() -> None:
-    spec = {"macs_fraction": 0.5, "criterion": "bn_scale", "scope": "global",
-            "max_layer_ratio": 0.8, "round_to": 8, "ignore": ["features.0"]}
-    recipe = parse_recipe(_recipe(variants=[{"name": "v", "stages": [{"structured": spec}]}]))
-    assert recipe.variants[0].stages[0].structured.round_to == 8
-
-
 def _variant(stage: dict) -> dict:
     return {"variants": [{"name": "v", "stages": [stage]}]}
 
@@ -222,18 +199,3 @@ def test_a_loss_is_a_known_name_or_a_callable_named_without_importing() -> None:
     with pytest.raises(RecipeError, match=r"train.loss = 'mae': unknown loss 'mae'; choose one of"):
         parse_recipe({**base, "train": {"loss": "mae"}})
     assert parse_recipe({**base, "data": {"name": "digits", "target": "input"}}).data.target == "input"
-
-
-def test_a_compress_stage_takes_one_budget_and_a_structured_criterion() -> None:
-    def stage(**compress):
-        return {"name": "t", "model": {"name": "lenet5"},
-                "variants": [{"name": "v", "stages": [{"compress": compress}]}]}
-
-    spec = parse_recipe(stage(target_latency=0.5, max_drop=1.0)).variants[0].stages[0].compress
-    assert spec is not None and spec.budget() == [("latency", 0.5)] and spec.steps == 3
-    with pytest.raises(RecipeError, match="exactly one budget"):
-        parse_recipe(stage(target_macs=0.5, target_size=0.5, max_drop=1.0))
-    with pytest.raises(RecipeError, match="max_drop"):
-        parse_recipe(stage(target_macs=0.5))
-    with pytest.raises(RecipeError, match="unknown criterion"):
-        parse_recipe(stage(target_macs=0.5, max_drop=1.0, criterion="magnitude"))

@@ -7,27 +7,12 @@ import copy
 import itertools
 
 import pytest
-import torch
 
 from prunekit.compress import Budget, Settings, compress
-from prunekit.compress import run as run_module
-from prunekit.compress.run import validation_split
-from prunekit.data import load_dataset
+from prunekit.compress import session as session_module
 from prunekit.evaluate import count_macs, count_params
-from prunekit.models import build_model
-from prunekit.train import fit
 
 FAST = {"steps": 2, "epochs": 1, "lr": 0.01, "latency_budget_s": 0.5}
-
-
-@pytest.fixture(scope="module")
-def trained():
-    data = load_dataset("digits")
-    (x_fit, y_fit), _ = validation_split(data, 0.2)
-    torch.manual_seed(0)
-    model = build_model("mlp", in_features=64, hidden=(48, 32))
-    fit(model, x_fit, y_fit, epochs=4, lr=0.01, progress=False)
-    return model.eval(), data
 
 
 def test_a_macs_budget_is_met_as_counted(trained) -> None:
@@ -92,7 +77,7 @@ def test_each_step_prunes_to_the_candidate_its_probe_scores_best(trained, monkey
         probed.append(dict(removed))
         return -removed["net.1"]
 
-    monkeypatch.setattr(run_module._Run, "probe", probe)
+    monkeypatch.setattr(session_module.Session, "probe", probe)
     result = compress(copy.deepcopy(model), data, Budget("macs", 0.4), max_drop=50.0,
                       settings=Settings(**{**FAST, "steps": 1}, candidates=3, uniform=False),
                       progress=False)

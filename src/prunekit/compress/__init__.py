@@ -2,7 +2,8 @@
 
 :mod:`.budget` says what a budget is and how it is estimated and measured, :mod:`.search` how
 many units each group keeps (a sensitivity-guided greedy walk), :mod:`.run` the iterative
-prune-and-recover path, its report and its verdict.
+prune-and-recover path and its verdict, :mod:`.session` how each step fine-tunes, probes,
+prunes and measures.
 """
 
 from prunekit.compress.budget import BUDGETS, Budget

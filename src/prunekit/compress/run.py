@@ -29,18 +29,14 @@ import copy
 import functools
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from prunekit.batchnorm_stats import reestimate_batchnorm
-from prunekit.compress.budget import Budget, LatencyBackend, PlanCost, file_bytes, time_models
+from prunekit.compress.budget import Budget, PlanCost, time_models
 from prunekit.compress.choose import Candidate, candidate_plans, choose
-from prunekit.compress.fine_tuning import CosineDecay, KeepBestEpoch
 from prunekit.compress.search import (
     blended_removed,
     greedy_walk,
@@ -48,44 +44,17 @@ from prunekit.compress.search import (
     state_at,
     uniform_removed,
 )
+from prunekit.compress.session import DEFAULT_SETTINGS, Session, Settings, validation_split
 from prunekit.compress.uniform import uniform_row
 from prunekit.data import Dataset
-from prunekit.evaluate import count_macs, count_params, prunable_sparsity
-from prunekit.sensitivity import AMOUNTS, Sensitivity, headline, measure_sensitivity
-from prunekit.structured.importance import ScoringData, first_batches
-from prunekit.structured.prune import graph_and_scores, remove_planned
-from prunekit.tasks import evaluate_task, get_task
-from prunekit.train import Distillation, fit
+from prunekit.evaluate import count_macs, count_params
+from prunekit.sensitivity import Sensitivity, measure_sensitivity
+from prunekit.structured.prune import graph_and_scores
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 EXTRA_STEPS = 2
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How :func:`compress` prunes and recovers (every field has the CLI's default)."""
-
-    steps: int = 3
-    epochs: int = 1
-    lr: float = 1e-3
-    batch_size: int = 64
-    optimizer: str = "adam"
-    loss: str | None = None
-    distill: bool = False
-    criterion: str = "l2"
-    max_layer_ratio: float = 0.9
-    round_to: int = 1
-    validation: float = 0.2
-    amounts: tuple[float, ...] = AMOUNTS["structured"]
-    threads: int | None = None
-    backend: LatencyBackend = "torch"
-    latency_budget_s: float = 10.0
-    uniform: bool = True
-    candidates: int = 3
-    probe_epochs: float = 0.5
-    seed: int = 0
 
 
 @dataclass
@@ -103,140 +72,13 @@ class CompressResult:
     models: dict[str, nn.Module] = field(default_factory=dict)
 
 
-def validation_split(
-    data: Dataset, fraction: float, seed: int = 0
-) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """(fit, validation) from the training split, seeded: the validation samples judge the
-    quality bound and feed the sensitivity, and nothing trains on them.
-
-    >>> from prunekit.data import load_dataset
-    >>> (x_fit, _), (x_val, _) = validation_split(load_dataset("digits"), 0.2)
-    >>> len(x_fit), len(x_val)
-    (1151, 287)
-    """
-    order = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))
-    n_val = int(fraction * len(order))
-    if not 1 <= n_val < len(order):
-        raise ValueError(f"validation={fraction} leaves {n_val} validation samples of "
-                         f"{len(order)}: give a fraction that keeps both sides non-empty")
-    val, rest = order[:n_val], order[n_val:]
-    return (data.x_train[rest], data.y_train[rest]), (data.x_train[val], data.y_train[val])
-
-
-class _Run:
-    """One compression: the splits, the dense model's numbers, the fine-tuning."""
-
-    def __init__(self, model: nn.Module, data: Dataset, budget: Budget, max_drop: float,
-                 settings: Settings, latency_input: Tensor, trust_code: bool,
-                 progress: bool, held_out: tuple[Tensor, Tensor] | None) -> None:
-        self.settings, self.budget, self.max_drop = settings, budget, max_drop
-        self.task = get_task(data.task)
-        self.loss = self.task.check_loss(settings.loss or self.task.default_loss,
-                                         trust_code=trust_code)
-        self.metric, self.scale, self.unit = headline(data.task)
-        if held_out is None:
-            (self.x_fit, self.y_fit), (self.x_val, self.y_val) = validation_split(
-                data, settings.validation, settings.seed)
-        else:  # the caller's held-out set: the whole training split fine-tunes
-            (self.x_fit, self.y_fit), (self.x_val, self.y_val) = (
-                (data.x_train, data.y_train), held_out)
-        self.data, self.example = data, data.x_train[:1]
-        self.latency_input = latency_input
-        self.trust_code, self.progress = trust_code, progress
-        self.teacher = copy.deepcopy(model).eval()
-        self.scoring = ScoringData(
-            first_batches(self.x_fit, self.y_fit),
-            loss=self.loss,
-        )
-        self.dense_val = self.validation_score(model)
-
-    def validation_score(self, model: nn.Module) -> float:
-        return evaluate_task(model, self.x_val, self.y_val, task=self.task.name,
-                             loss=self.loss)[self.metric]
-
-    def drop(self, score: float) -> float:
-        return self.scale * (self.dense_val - score)
-
-    def over_bound(self, drop: float) -> bool:
-        """Is ``drop`` more than the bound? A drop equal to it is within ("at most"), also
-        when the subtraction leaves a rounding residue (0.97 - 0.96 is not exactly 0.01)."""
-        return drop > self.max_drop + 1e-9 * max(1.0, abs(self.max_drop))
-
-    def fine_tune(self, model: nn.Module, label: str, index: int) -> None:
-        s = self.settings
-        if s.epochs == 0:
-            return
-        fit(model, self.x_fit, self.y_fit, epochs=s.epochs, lr=s.lr, batch_size=s.batch_size,
-            optimizer=s.optimizer, loss=self.loss, seed=s.seed + index, progress=self.progress,
-            description=label,
-            callbacks=[CosineDecay(s.epochs * math.ceil(len(self.x_fit) / s.batch_size)),
-                       KeepBestEpoch(self.validation_score)],
-            distillation=Distillation(self.teacher) if s.distill else None)
-
-    def probe(self, model: nn.Module, removed: dict[str, int], sizes: dict[str, int],
-              index: int) -> float:
-        """Validation score of a copy of ``model`` pruned to ``removed``, its BatchNorm
-        statistics re-estimated and trained for ``probe_epochs`` (on a seeded share of the fit
-        split); ``model`` itself is left as it is."""
-        s = self.settings
-        trial = copy.deepcopy(model)
-        self.prune_to(trial, removed, sizes)
-        reestimate_batchnorm(trial, [x for x, _ in self.scoring.batches])
-        count = int(s.probe_epochs * len(self.x_fit)) if s.epochs else 0
-        if count >= 1:
-            pick = torch.randperm(len(self.x_fit),
-                                  generator=torch.Generator().manual_seed(s.seed + index))[:count]
-            fit(trial, self.x_fit[pick], self.y_fit[pick], epochs=1, lr=s.lr,
-                batch_size=s.batch_size, optimizer=s.optimizer, loss=self.loss,
-                seed=s.seed + index, progress=False,
-                callbacks=[CosineDecay(math.ceil(count / s.batch_size))],
-                distillation=Distillation(self.teacher) if s.distill else None)
-        return self.validation_score(trial.eval())
-
-    def prune_to(self, model: nn.Module, removed: dict[str, int], sizes: dict[str, int]) -> None:
-        """Remove units so that each group (by its modules) has lost ``removed`` of its dense
-        ``sizes``; which units, the criterion decides on the current weights."""
-        start = time.perf_counter()
-        inputs, graph, scores = graph_and_scores(model, self.example, self.settings.criterion,
-                                                 self.scoring, ())
-        values = scores.scores.double().numpy()
-        remove = np.zeros(graph.num_units, dtype=bool)
-        for group in graph.groups:
-            label = "+".join(group.modules)
-            if label not in removed:
-                log.warning("compress: group %s was not in the dense model's graph; kept", label)
-                continue
-            count = group.size - (sizes[label] - removed[label])
-            s = values[group.units]
-            valid = np.flatnonzero(~np.isnan(s))
-            order = group.units[valid[np.argsort(s[valid], kind="stable")]]
-            remove[order[: max(0, min(count, len(order)))]] = True
-        remove_planned(graph, scores, remove, inputs, float(remove.mean()), start)
-
-    def row(self, name: str, model: nn.Module, dense: Row | None, **extra: Any) -> Row:
-        params, nonzero = count_params(model)
-        scores = evaluate_task(model, self.data.x_test, self.data.y_test, task=self.task.name,
-                               loss=self.loss)
-        val = self.validation_score(model)
-        size = file_bytes(model)
-        row = {"name": name, "task": self.task.name, **scores, f"val_{self.metric}": val,
-               "drop": self.drop(val), "params": params, "nonzero_params": nonzero,
-               "sparsity": prunable_sparsity(model), "macs": count_macs(model, self.example),
-               "file_bytes": size, "dense_file_bytes": dense["file_bytes"] if dense else size,
-               **extra}
-        key = {"macs": "macs", "params": "params", "size": "file_bytes"}.get(self.budget.kind)
-        if key is not None:
-            row["budget_fraction"] = row[key] / dense[key] if dense else 1.0
-        return row
-
-
 def compress(
     model: nn.Module,
     data: Dataset,
     budget: Budget,
     *,
     max_drop: float,
-    settings: Settings = Settings(),
+    settings: Settings = DEFAULT_SETTINGS,
     latency_input: Tensor | None = None,
     sensitivity_cache: str | None = None,
     held_out: tuple[Tensor, Tensor] | None = None,
@@ -256,6 +98,7 @@ def compress(
     >>> from prunekit.models import build_model
     >>> data = load_dataset("digits")
     >>> net = build_model("mlp", in_features=64, hidden=(64, 32))
+    >>> from prunekit.train import fit
     >>> fit(net, data.x_train, data.y_train, epochs=4, progress=False) and None
     >>> result = compress(net, data, Budget("macs", 0.5), max_drop=5.0,
     ...                   settings=Settings(steps=2, epochs=1, uniform=False), progress=False)
@@ -271,7 +114,7 @@ def compress(
     if max_drop < 0 or not math.isfinite(max_drop):
         raise ValueError(f"the quality bound is a drop >= 0, got {max_drop}")
     latency_input = data.x_test[:8] if latency_input is None else latency_input
-    run = _Run(model, data, budget, max_drop, s, latency_input, trust_code, progress, held_out)
+    run = Session(model, data, budget, max_drop, s, latency_input, trust_code, progress, held_out)
     sensitivity = measure_sensitivity(
         model, run.example, (run.x_val, run.y_val), granularity="structured", amounts=s.amounts,
         criterion=s.criterion, task=data.task, loss=run.loss.name,
@@ -358,13 +201,14 @@ def compress(
 
 
 def _probes(plans: list[Candidate]) -> str:
-    """The probe scores of a step's candidates, for the report ("" when only one was tried)."""
+    """The probes' validation losses of a step's candidates, for the report ("" when only one
+    was tried)."""
     if len(plans) == 1:
         return ""
-    return ", ".join(f"{plan.label} {plan.score:.4g}" for plan in plans)
+    return ", ".join(f"{plan.label} loss {-plan.score:.4g}" for plan in plans)
 
 
-def _plan_cost(run: _Run, graph: Any, model: nn.Module) -> PlanCost:
+def _plan_cost(run: Session, graph: Any, model: nn.Module) -> PlanCost:
     kind = run.budget.kind
     if kind == "latency":
         from prunekit.structured.latency_table import measure_latency_table
@@ -376,7 +220,7 @@ def _plan_cost(run: _Run, graph: Any, model: nn.Module) -> PlanCost:
     return PlanCost(graph, kind, float(measured))
 
 
-def _timed_fraction(run: _Run, dense: nn.Module, model: nn.Module) -> float:
+def _timed_fraction(run: Session, dense: nn.Module, model: nn.Module) -> float:
     s = run.settings
     timed = time_models({"dense": dense, "pruned": copy.deepcopy(model)}, run.latency_input,
                         reference="dense", backend=s.backend, threads=s.threads,
@@ -384,7 +228,7 @@ def _timed_fraction(run: _Run, dense: nn.Module, model: nn.Module) -> float:
     return 1.0 / timed.speedup("dense", "pruned")
 
 
-def _time_rows(run: _Run, rows: list[Row], models: dict[str, nn.Module]) -> str:
+def _time_rows(run: Session, rows: list[Row], models: dict[str, nn.Module]) -> str:
     """Time every kept model with the dense one's twin; fill latency columns; the band."""
     s = run.settings
     timed = time_models({name: copy.deepcopy(m) for name, m in models.items()},
@@ -406,7 +250,7 @@ def _time_rows(run: _Run, rows: list[Row], models: dict[str, nn.Module]) -> str:
     return f"noise band ±{100 * timed.band.width:.1f} % ({timed.band.rounds} rounds)"
 
 
-def _verdict(run: _Run, met: bool, failed: str, chosen: Row, budget: Budget,
+def _verdict(run: Session, met: bool, failed: str, chosen: Row, budget: Budget,
              max_drop: float) -> str:
     reached = (f"{chosen['name']} reaches {chosen['budget_fraction']:.3f} of the dense "
                f"{budget.kind} at {chosen['drop']:+.2f} {run.unit} validation {run.metric}")

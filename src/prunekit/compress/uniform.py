@@ -8,8 +8,9 @@ exact where every layer has a rule (checked on ResNet-20: equal to the count), a
 bisection lands where the estimate would; file size, and layers no rule describes (held fixed
 by the estimate), are where they part. A single ratio moves coarse groups in coarse steps, so
 the baseline is the largest uniform model that does not exceed the step's cost (ResNet-20's
-16-channel groups: 0.215 of the MACs against a step at 0.249). ``run`` is :mod:`.run`'s ``_Run`` (the splits, the
-pruning by counts, the fine-tuning), passed in so that this module needs nothing above it.
+16-channel groups: 0.215 of the MACs against a step at 0.249). ``run`` is a
+:class:`.session.Session` (the splits, the pruning by counts, the fine-tuning), the same one
+the steps use.
 """
 
 from __future__ import annotations
