@@ -304,7 +304,8 @@ def main() -> None:
           "that run agree within this band (applied to both columns) "
           f"(95 % bootstrap; '(budget)': it did not narrow to ±{100 * args.max_band:.0f} % in "
           f"{args.budget:.0f} s)")
-    for line in _noise_lines(speed) + _target_lines(speed):
+    targets = _target_lines(speed)
+    for line in _noise_lines(speed) + targets:
         print(line)
     accuracy = [] if args.skip_accuracy else accuracy_rows(
         epochs=2 if args.quick else 8, finetune_epochs=1 if args.quick else 3
@@ -318,7 +319,7 @@ def main() -> None:
     path = write_results("structured_vs_peers", {
         "threads": torch.get_num_threads(), "min_rounds": args.rounds, "max_band": args.max_band,
         "budget_s": args.budget,
-        "speed": speed, "accuracy": accuracy, "quick": args.quick, "targets": _target_lines(speed),
+        "speed": speed, "accuracy": accuracy, "quick": args.quick, "targets": targets,
     })
     print(f"\nwrote {path}")
 

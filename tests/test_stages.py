@@ -56,4 +56,6 @@ def test_stages_run_in_order_on_the_model(tmp_path: Path) -> None:
                                             {"structured": {"ratio": 0.5, "latency_aware": False}}])
     out = run_stages(ctx, model, variant)
     assert out is model and model.net[1].out_features == 8  # half the hidden units removed
-    assert prunable_sparsity(model) > 0.3  # the one-shot mask's zeros survive the removal
+    # In this order the removal takes the units the one-shot pruning emptied most, so fewer
+    # than half the remaining weights are zero; the other order would leave exactly 0.5.
+    assert 0.3 < prunable_sparsity(model) < 0.5 - 1e-3

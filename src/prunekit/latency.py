@@ -2,11 +2,11 @@
 
 Timing model A for a while and then model B compares two different machines whenever other
 work shares the cores. Everything here times alternatives *round-robin*, in orders where each
-takes every position and follows every other equally often
-(:mod:`prunekit.balanced_order`), so each sees the same drift and the same predecessors (what
-ran just before decides what is left in the caches), and reports medians, which discard the runs a context
-switch spoiled. A table of variants is timed in one such pass, across backends too: eager
-PyTorch, prunekit's sparse kernels (:func:`prunekit.sparse.deploy`) and onnxruntime.
+takes every position and follows every other equally often (:mod:`prunekit.balanced_order`),
+so each sees the same drift and the same predecessors (what ran just before decides what is
+left in the caches), and reports medians, which discard the runs a context switch spoiled. A
+table of variants is timed in one such pass, across backends too: eager PyTorch, prunekit's
+sparse kernels (:func:`prunekit.sparse.deploy`) and onnxruntime.
 
 Even so, two timings of the *same* model differ, by a few percent on a quiet machine and by
 tens on a busy one. :func:`time_until_stable` therefore times a twin of the reference (the same
