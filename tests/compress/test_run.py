@@ -93,3 +93,28 @@ def test_each_step_prunes_to_the_candidate_its_probe_scores_best(trained, monkey
     assert len(probed) == before  # one candidate is pruned unprobed
     assert only_walk.rows[1]["allocation"] == "walk"
     assert only_walk.rows[1]["probes"] == ""
+
+
+def test_a_step_over_the_bound_is_retried_half_as_far_from_the_last_step_within_it(
+        trained, monkeypatch) -> None:
+    model, data = trained
+    example = data.x_train[:1]
+    dense_macs = count_macs(model, example)
+
+    def score(self, net):  # validation accuracy falls one point per 1 % of MACs below 0.36
+        return 1.0 - max(0.0, 0.36 - count_macs(net, example) / dense_macs)
+
+    monkeypatch.setattr(session_module.Session, "validation_score", score)
+    result = compress(copy.deepcopy(model), data, Budget("macs", 0.3), max_drop=1.0,
+                      settings=Settings(**{**FAST, "epochs": 0}, uniform=False), progress=False)
+    steps = result.rows[1:]
+    by = {r["name"]: r for r in result.rows}
+    assert [r["after"] for r in steps] == ["dense", "step 1", "step 1", "step 3", "step 3"]
+    assert [r["drop"] <= 1.0 for r in steps] == [True, False, True, False, False]
+    assert by["step 2"]["macs"] < by["step 3"]["macs"] < by["step 1"]["macs"]  # half as far
+    assert by["step 5"]["macs"] < by["step 3"]["macs"]  # the second retry starts from step 3
+    assert by["step 3"]["macs"] > by["step 5"]["macs"] > by["step 4"]["macs"]
+    assert not result.met and "step 5 lost" in result.verdict
+    assert [r["name"] for r in result.rows if r["chosen"]] == ["step 3"]
+    assert count_macs(result.model, example) == by["step 3"]["macs"]
+    assert set(result.models) == {"dense", "step 1", "step 3"}  # over the bound: not kept

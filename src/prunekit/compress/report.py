@@ -39,16 +39,16 @@ def path_table(result: CompressResult) -> str:
     ...        "predicted_drop": 0.0, "drop": 0.0, "val_accuracy": 0.9, "accuracy": 0.91,
     ...        "macs_ratio": 1.0, "speedup_text": "1.00x (within noise)", "pareto": True,
     ...        "chosen": False}
-    >>> path_table(CompressResult([row], None, False, "v", s)).splitlines()[2][:45]
-    '| dense | 1.000 | 1.000 | 0.00 | 0.00 | 90.00'
+    >>> path_table(CompressResult([row], None, False, "v", s)).splitlines()[2][:49]
+    '| dense | — | 1.000 | 1.000 | 0.00 | 0.00 | 90.00'
     """
     metric, scale, unit = headline(result.sensitivity.task)
-    header = ["step", "budget (measured)", "estimated", f"predicted drop ({unit})",
+    header = ["step", "from", "budget (measured)", "estimated", f"predicted drop ({unit})",
               f"val drop ({unit})", f"val {metric}", f"test {metric}", "MACs ÷", "speed-up",
               "allocation", "Pareto", "chosen"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in result.rows:
-        cells = [row["name"], _cell(row.get("budget_fraction", math.nan)),
+        cells = [row["name"], row.get("after") or "—", _cell(row.get("budget_fraction", math.nan)),
                  _cell(row["estimated_fraction"]), _cell(row["predicted_drop"], 2),
                  _cell(row["drop"], 2), _cell(scale * row[f"val_{metric}"], 2),
                  _cell(scale * row[metric], 2), _cell(row.get("macs_ratio", math.nan), 2) + "×",
@@ -67,8 +67,14 @@ def pareto_plot(result: CompressResult) -> bytes:
     figure, axis = plt.subplots(figsize=(5.6, 4.0))
     steps = [r for r in result.rows if r["name"] != "uniform"
              and math.isfinite(r.get("budget_fraction", math.nan))]
-    axis.plot([r["budget_fraction"] for r in steps], [scale * r[f"val_{metric}"] for r in steps],
+    kept = [r for r in steps if r["name"] in result.models or not result.models]
+    over = [r for r in steps if r not in kept]  # over the bound: reported, then retried
+    axis.plot([r["budget_fraction"] for r in kept], [scale * r[f"val_{metric}"] for r in kept],
               marker="o", label="compress steps")
+    if over:
+        axis.scatter([r["budget_fraction"] for r in over],
+                     [scale * r[f"val_{metric}"] for r in over], marker="x", color="C1",
+                     label="over the bound (not kept)", zorder=3)
     for row in result.rows:
         if row["name"] == "uniform" and math.isfinite(row.get("budget_fraction", math.nan)):
             axis.scatter([row["budget_fraction"]], [scale * row[f"val_{metric}"]], marker="s",

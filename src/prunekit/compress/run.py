@@ -13,9 +13,13 @@ timed, not estimated), up to two more steps aim lower by the miss.
 
 Each fine-tuning decays its rate to zero and hands back its best epoch on the validation split
 (:mod:`.fine_tuning`). A step whose validation drop exceeds ``max_drop`` after its fine-tuning
-gets the same fine-tuning once more. It stops when the budget is met, or when a step's drop
-still exceeds ``max_drop`` (then the best step within the bound is the answer and
-:attr:`CompressResult.met` is False). The quality bound is on the task's headline metric
+gets the same fine-tuning once more. A step whose drop still exceeds ``max_drop`` is reported and
+dropped, and the path goes back to the last step within the bound and tries half as far first
+(the geometric mean of the two costs), then the failed aim again from there — up to
+``RETRIES`` times, because on a validation split of hundreds of samples one step too large is
+often what separates a met budget from a missed one. It stops when the budget is met, or when
+a step over the bound has no retry left (then the best step within the bound is the answer and
+:attr:`CompressResult.met` is False). Each row names the step it was pruned from (``after``). The quality bound is on the task's headline metric
 (:func:`prunekit.sensitivity.headline`), judged on the validation split, which neither
 fine-tuning nor the sensitivity search trains on; the test split is reported beside it. Beside
 the steps, a uniform baseline (:mod:`.uniform`: one ratio for every group, at the chosen step's
@@ -55,6 +59,9 @@ log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 EXTRA_STEPS = 2
+"""How many more steps may aim lower when the planned ones miss the budget as measured."""
+RETRIES = 2
+"""How many times a step over the bound is retried from the last step within it."""
 
 
 @dataclass
@@ -86,8 +93,9 @@ def compress(
     progress: bool = True,
 ) -> CompressResult:
     """Prune ``model`` to ``budget`` losing at most ``max_drop`` of the headline metric (see
-    the module docstring). ``model`` is pruned in place and ends as the last step tried; the
-    chosen one (the last within the bound) is :attr:`CompressResult.model`.
+    the module docstring). ``model`` is pruned in place until a step is retried (the retry
+    works on a copy of the last step within the bound); the chosen one (the last within the
+    bound) is :attr:`CompressResult.model`.
 
     ``latency_input`` is the batch a latency budget is timed on (default: 8 test samples).
     ``held_out`` replaces the validation split (for a model that was trained on the whole
@@ -141,36 +149,39 @@ def compress(
 
     walk = walk_to(budget.fraction)
     dense_row = run.row("dense", model, None, step=0, estimated_fraction=1.0,
-                        predicted_drop=0.0)
+                        predicted_drop=0.0, after="")
     rows, models = [dense_row], {"dense": dense_model}
-    best, failed, estimate, aim = 0, "", 1.0, budget.fraction
-    planned = [budget.fraction ** ((k + 1) / s.steps) for k in range(s.steps)]
-    measured_fraction = 1.0
-    for index in range(s.steps + EXTRA_STEPS):
-        if index >= s.steps:
-            if measured_fraction <= budget.fraction:
-                break
+    best, failed, aim, work = 0, "", budget.fraction, model
+    good_estimate, measured_fraction = 1.0, 1.0  # of the last step within the bound
+    queue = [budget.fraction ** ((k + 1) / s.steps) for k in range(s.steps)]  # aims to take
+    extra, retries = EXTRA_STEPS, RETRIES
+    while True:
+        if queue:
+            aim = queue.pop(0)
+            state = state_at(walk, aim)
+        elif extra and measured_fraction > budget.fraction:
+            extra -= 1
             aim = aim * budget.fraction / measured_fraction  # aim lower by the miss
             walk = walk_to(aim)
             state = walk[-1]
         else:
-            state = state_at(walk, planned[index])
-        if state.cost >= estimate - 1e-12 and index > 0:
-            break  # the walk can go no further: nothing left to remove within the caps
-        estimate = state.cost
-        name = f"step {index + 1}"
+            break
+        if state.cost >= good_estimate - 1e-12:
+            continue  # the walk goes no further than the last step: nothing left to remove
+        index = len(rows) - 1
+        name, after = f"step {index + 1}", rows[best]["name"]
         uniform = uniform_at(state.cost)
         blend = functools.partial(blended_removed, graph, scores.scores, cost, state.removed,
                                   uniform, budget=state.cost, max_layer_ratio=s.max_layer_ratio,
                                   round_to=s.round_to)  # blend(alpha)
         plans = candidate_plans(state.removed, uniform, s.candidates, blend)
-        chosen = choose(plans, lambda removed, i=index: run.probe(
-            model, dict(zip(labels, removed)), sizes, 1000 + i))
-        run.prune_to(model, dict(zip(labels, chosen.removed)), sizes)
-        run.fine_tune(model, f"compress {name}", index + 1)
-        if run.settings.epochs and run.over_bound(run.drop(run.validation_score(model))):
-            run.fine_tune(model, f"compress {name} (recovering)", 100 + index)  # once more
-        row = run.row(name, model, dense_row, step=index + 1,
+        chosen = choose(plans, lambda removed, i=index, current=work: run.probe(
+            current, dict(zip(labels, removed)), sizes, 1000 + i))
+        run.prune_to(work, dict(zip(labels, chosen.removed)), sizes)
+        run.fine_tune(work, f"compress {name}", index + 1)
+        if run.settings.epochs and run.over_bound(run.drop(run.validation_score(work))):
+            run.fine_tune(work, f"compress {name} (recovering)", 100 + index)  # once more
+        row = run.row(name, work, dense_row, step=index + 1, after=after,
                       estimated_fraction=cost(removal_mask(graph, scores.scores, chosen.removed)),
                       predicted_drop=sum(predicted(g, r / sizes[labels[g]])
                                          for g, r in enumerate(chosen.removed)),
@@ -179,13 +190,21 @@ def compress(
         if run.over_bound(row["drop"]):
             failed = (f"step {index + 1} lost {row['drop']:.2f} {run.unit} of validation "
                       f"{run.metric}, more than the bound {max_drop:g}")
-            break
-        models[name] = copy.deepcopy(model).eval()
-        best = len(rows) - 1
-        measured_fraction = (_timed_fraction(run, dense_model, model) if budget.kind == "latency"
+            half = state_at(walk, math.sqrt(good_estimate * state.cost))
+            if not retries or not state.cost < half.cost < good_estimate - 1e-12:
+                break
+            retries -= 1  # retry from the last step within the bound, half as far first
+            log.info("compress: %s; retrying from %s, half as far first", failed, after)
+            work = copy.deepcopy(models[after]).train()
+            queue = [half.cost, aim, *queue]
+            continue
+        failed = ""
+        models[name] = copy.deepcopy(work).eval()
+        best, good_estimate = len(rows) - 1, state.cost
+        measured_fraction = (_timed_fraction(run, dense_model, work) if budget.kind == "latency"
                              else row["budget_fraction"])
         row["budget_fraction"] = measured_fraction
-        if index + 1 >= s.steps and measured_fraction <= budget.fraction:
+        if measured_fraction <= budget.fraction:
             break
     if s.uniform and best > 0:
         rows.append(uniform_row(run, dense_model, graph, scores.scores, cost, rows[best],
