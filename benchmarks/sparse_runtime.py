@@ -9,11 +9,15 @@ kernel path this CPU runs, forced, at 90 % on 1024² and 4096² × 64. Part 3, e
 LeNet-300-100 at 92 % and an MLP of 4096-wide layers at 90 %. Part 4, 2:4 semi-structured on
 a CUDA GPU when there is one (skipped in one line otherwise).
 
-Weights are random and magnitude-pruned (latency does not depend on what was learned). All
+Weights are random and magnitude-pruned (latency does not depend on what was learned). The
 candidates of a row are timed round-robin in the same process, each timed call right after an
 untimed one of the same candidate, with a twin of the dense layer: rounds go on until the two
 dense timings agree within ``--max-band`` or the row's ``--budget`` is spent, and a speed-up
-inside that band prints "within noise".
+inside that band prints "within noise". Each alternative (prunekit, torch's CSR, bf16) runs in
+a round-robin of its own with the dense layer and its twin: interleaved with each other, one
+library's calls slowed another's next ones (after torch CSR calls prunekit's kernel ran up to
+40 % slower at batch 1 on the Xeon; beside bf16 AMX calls the very dense layer deploy kept read
+0.94-0.97x of itself), which no model using one of them would see.
 
     .venv/bin/python benchmarks/sparse_runtime.py            # full run (several minutes)
     .venv/bin/python benchmarks/sparse_runtime.py --quick    # smoke test
@@ -74,23 +78,26 @@ def _layer_row(size: int, batch: int, sparsity: float, args: argparse.Namespace)
     bias = layer.bias.detach()[:, None]
     bf16, x_bf16 = copy.deepcopy(model).to(torch.bfloat16), x.to(torch.bfloat16)
     deployed, decisions = deploy(model, x)
-    timed = _timed(
-        {
-            "dense": lambda: model(x),
-            "torch_csr": lambda: torch.addmm(bias, csr, x.t()).t(),
-            "prunekit": lambda: deployed(x),
-            "dense_bf16": lambda: bf16(x_bf16),
-        },
-        args,
-    )
+    # each alternative in a round-robin of its own with the dense layer and its twin: other
+    # libraries' calls leave state behind that slowed the next call of another (measured on the
+    # Xeon: after each torch CSR call prunekit's 2048² × 1 × 70 % took 0.55-0.62 ms, alone
+    # 0.40; beside bf16 (AMX) calls the dense layer deploy keeps at 4096² × 1 read 0.94-0.97x
+    # of itself)
+    timed = _timed({"dense": lambda: model(x), "prunekit": lambda: deployed(x)}, args)
+    by = {
+        "prunekit": timed,
+        "torch_csr": _timed({"dense": lambda: model(x),
+                             "torch_csr": lambda: torch.addmm(bias, csr, x.t()).t()}, args),
+        "dense_bf16": _timed({"dense": lambda: model(x), "dense_bf16": lambda: bf16(x_bf16)},
+                             args),
+    }
     return {
         "size": size, "batch": batch, "sparsity": sparsity,
         "dense_ms": timed.medians["dense"],
         "noise_band": timed.band.width, "rounds": timed.band.rounds, "converged": timed.converged,
-        **{f"{key}_speedup": timed.speedup("dense", key)
-           for key in ("torch_csr", "prunekit", "dense_bf16")},
-        **{f"{key}_text": timed.describe("dense", key)
-           for key in ("torch_csr", "prunekit", "dense_bf16")},
+        **{f"{key}_noise_band": by[key].band.width for key in ("torch_csr", "dense_bf16")},
+        **{f"{key}_speedup": group.speedup("dense", key) for key, group in by.items()},
+        **{f"{key}_text": group.describe("dense", key) for key, group in by.items()},
         "prunekit_within_noise": timed.band.contains(timed.speedup("dense", "prunekit")),
         "prunekit_layout": decisions[0].layout,
     }  # fmt: skip

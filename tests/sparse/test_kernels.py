@@ -68,6 +68,21 @@ def test_every_runnable_path_equals_dense_matmul(path: str, batch: int, width: i
         assert torch.allclose(out, expected, atol=1e-4, rtol=1e-5), (path, threads)
 
 
+@pytest.mark.parametrize("batch", [1, 13, 64, 130])
+@pytest.mark.parametrize("path", RUNNABLE)
+def test_a_row_major_batch_seen_transposed_is_transposed_by_the_kernel(path: str,
+                                                                       batch: int) -> None:
+    w = sparse_weight(37, 123, 0.8, seed=batch)  # 123 columns: shares and tiles end unevenly
+    bias = torch.randn(37)
+    x = torch.randn(batch, 123)
+    before = x.clone()
+    panels = CSRPanels.from_dense(w, 50, bias, path=path)
+    for threads in (1, 2, 5):
+        out = panels.multiply_transposed(x.t(), threads=threads)
+        assert torch.allclose(out, w @ x.t() + bias[:, None], atol=1e-4, rtol=1e-5), threads
+    assert torch.equal(x, before)  # the input is read, never written
+
+
 @pytest.mark.parametrize("path", RUNNABLE)
 def test_every_runnable_path_reads_32_bit_indices(path: str) -> None:
     w = torch.zeros(3, 70_000)
@@ -106,7 +121,8 @@ def test_a_path_the_cpu_cannot_run_is_refused_not_run(path: str) -> None:
     xt = torch.randn(8, 4)
     for index in indices:
         yt = torch.full((8, 4), 7.0)
-        code = library.pk_spmm(panels._describe(), xt.data_ptr(), yt.data_ptr(), 4, 1, index)
+        code = library.pk_spmm(panels._describe(), xt.data_ptr(), yt.data_ptr(), 4, 1, index,
+                                   None, None)
         assert code == -4 and bool((yt == 7.0).all())
 
 

@@ -76,15 +76,9 @@ PK_TARGET static inline float PK_NAME(dot)(const float *restrict val, const PK_I
 /* Row i of panel p, all batch columns: the widest blocks first, narrower ones for the tail
  * (a 16-lane path still runs 8- and 4-lane vectors there), single columns last. With SETS=1
  * only where 8 vectors already give 8 independent chains. */
-PK_TARGET static void PK_NAME(segment)(const spmm_job *j, int64_t p, int64_t i) {
-    const int64_t B = j->batch;
-    const int64_t *ptr = j->ptr + p * (j->rows + 1);
-    const int64_t k0 = ptr[i], k1 = ptr[i + 1];
-    if (k0 == k1) return;
-    const PK_IDX *idx = (const PK_IDX *)j->idx;
-    const float *val = j->val;
-    const float *xp = j->xt + p * j->panel_width * B;
-    float *y = j->yt + i * B;
+PK_TARGET static inline __attribute__((always_inline)) void PK_NAME(segment)(
+    const PK_IDX *restrict idx, const float *restrict val, int64_t k0, int64_t k1,
+    const float *restrict xp, int64_t B, float *restrict y) {
     int64_t c = 0;
 #if PK_LANES == 16
     for (; c + 64 <= B; c += 64) PK_NAME(block_pk_v16)(val, idx, k0, k1, xp + c, B, y + c, 4, 2);
@@ -104,3 +98,57 @@ PK_TARGET static void PK_NAME(segment)(const spmm_job *j, int64_t p, int64_t i) 
     if (c + 4 <= B) { PK_NAME(block_pk_v4)(val, idx, k0, k1, xp + c, B, y + c, 1, 2); c += 4; }
     for (; c < B; c++) y[c] += PK_NAME(dot)(val, idx, k0, k1, xp + c, B);
 }
+
+/* Rows r0..r1 of panel p, whose slice of X^T starts at xp: one call per panel and thread, so the
+ * row loop is compiled with the path (no indirect call per row, the invariants hoisted). */
+PK_TARGET static void PK_NAME(panel_rows)(const spmm_job *j, const float *xp, int64_t p,
+                                          int64_t r0, int64_t r1) {
+    const int64_t B = j->batch;
+    const int64_t *ptr = j->ptr + p * (j->rows + 1);
+    const PK_IDX *idx = (const PK_IDX *)j->idx;
+    for (int64_t i = r0; i < r1; i++)
+        if (ptr[i] < ptr[i + 1])
+            PK_NAME(segment)(idx, j->val, ptr[i], ptr[i + 1], xp, B, j->yt + i * B);
+}
+
+#ifndef PK_TRANSPOSE_DONE_FOR_PATH
+/* xt[0:ncols, :] = x[:, 0:ncols]^T, where x is batch rows `ldx` floats apart and xt is ncols x
+ * batch: 8 x 8 tiles transposed in registers by three rounds of shuffles (pairs of rows
+ * interleaved, then pairs of pairs, then halves swapped), scalar copies at the ragged edges.
+ * Column group outer, batch inner: each group writes whole rows of xt, and the lines of x it
+ * reads are reused by the next group. Once per path, not per index type (the first include of
+ * this body defines it). */
+PK_TARGET static void PK_CAT(transpose, PK_PATH)(const float *restrict x, int64_t ldx,
+                                                 float *restrict xt, int64_t batch,
+                                                 int64_t ncols) {
+    typedef int pk_i8 __attribute__((vector_size(32)));
+    const int64_t b8 = batch / 8 * 8, c8 = ncols / 8 * 8;
+    for (int64_t c = 0; c < c8; c += 8) {
+        for (int64_t b = 0; b < b8; b += 8) {
+            pk_v8 r[8], t[8], u[8];
+            for (int q = 0; q < 8; q++) r[q] = *(const pk_v8 *)(x + (b + q) * ldx + c);
+            for (int q = 0; q < 8; q += 2) {
+                t[q] = __builtin_shuffle(r[q], r[q + 1], (pk_i8){0, 8, 1, 9, 4, 12, 5, 13});
+                t[q + 1] = __builtin_shuffle(r[q], r[q + 1], (pk_i8){2, 10, 3, 11, 6, 14, 7, 15});
+            }
+            for (int q = 0; q < 8; q += 4) {
+                u[q] = __builtin_shuffle(t[q], t[q + 2], (pk_i8){0, 1, 8, 9, 4, 5, 12, 13});
+                u[q + 1] = __builtin_shuffle(t[q], t[q + 2], (pk_i8){2, 3, 10, 11, 6, 7, 14, 15});
+                u[q + 2] = __builtin_shuffle(t[q + 1], t[q + 3], (pk_i8){0, 1, 8, 9, 4, 5, 12, 13});
+                u[q + 3] = __builtin_shuffle(t[q + 1], t[q + 3], (pk_i8){2, 3, 10, 11, 6, 7, 14, 15});
+            }
+            for (int q = 0; q < 4; q++) {
+                *(pk_v8 *)(xt + (c + q) * batch + b) =
+                    __builtin_shuffle(u[q], u[q + 4], (pk_i8){0, 1, 2, 3, 8, 9, 10, 11});
+                *(pk_v8 *)(xt + (c + q + 4) * batch + b) =
+                    __builtin_shuffle(u[q], u[q + 4], (pk_i8){4, 5, 6, 7, 12, 13, 14, 15});
+            }
+        }
+        for (int64_t q = c; q < c + 8; q++)
+            for (int64_t b = b8; b < batch; b++) xt[q * batch + b] = x[b * ldx + q];
+    }
+    for (int64_t c = c8; c < ncols; c++)
+        for (int64_t b = 0; b < batch; b++) xt[c * batch + b] = x[b * ldx + c];
+}
+#define PK_TRANSPOSE_DONE_FOR_PATH
+#endif

@@ -17,3 +17,4 @@
 #undef PK_TARGET
 #undef PK_LANES
 #undef PK_PATH
+#undef PK_TRANSPOSE_DONE_FOR_PATH
