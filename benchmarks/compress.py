@@ -87,7 +87,7 @@ def quality_rows(args: argparse.Namespace) -> list[dict]:
             "torch_pruning_accuracy": peer["accuracy"],
             "torch_pruning_macs_fraction": peer["macs_fraction"],
             "versus": versus,
-            "steps": [{k: r.get(k) for k in ("name", "budget_fraction", "accuracy", "drop",
+            "steps": [{k: r.get(k) for k in ("name", "after", "budget_fraction", "accuracy", "drop",
                                              "predicted_drop", "speedup", "allocation",
                                              "probes")}
                       for r in result.rows],

@@ -5,8 +5,11 @@ ratios 0.3 / 0.5 / 0.7 by both libraries with the same settings (L2 group magnit
 classifier ignored, no rounding: the anchor's settings); ``prunekit r8`` keeps multiples of 8
 channels (``round_to=8``), what blocked oneDNN kernels prefer; ``prunekit latency`` is
 :func:`prunekit.structured.latency_aware.prune_for_latency` at Torch-Pruning's MACs, with a
-latency table measured once per model on the benchmark's input (its cost is the ``table s``
-column, apart from the prune time). For each we report the MACs ratio (dense / pruned,
+latency table measured once per model on the benchmark's input in the fused deployment (its
+cost is the ``table s`` column, apart from the prune time), and ``prunekit eager`` the same
+with a table measured in eager mode (BatchNorm, activations and pooling charged to the layer
+before them): prune for the deployment you will run. The issue's targets are judged on the
+eager-table model in eager mode and on the fused-table model BatchNorm-folded. For each we report the MACs ratio (dense / pruned,
 ``torch.utils.flop_counter``), the latency ratio (dense / pruned, medians of interleaved
 repeats, each timed run after an untimed one of the same model, same threads, same input) and
 the time each library takes to prune. Every model of one ratio is timed in one round-robin pass
@@ -132,6 +135,7 @@ def speed_rows(
     x = torch.randn(batch, 3, size, size)
     dense_macs = count_macs(dense, x[:1])
     table = measure_latency_table(dense, x)
+    eager_table = measure_latency_table(dense, x, deployment="eager")
     rows = []
     for ratio in ratios:
         pruned, prune_s = {}, {}
@@ -142,9 +146,10 @@ def speed_rows(
                 times.append(prune(model, x[:1], ratio))
             pruned[library], prune_s[library] = model.eval(), statistics.median(times)
         fraction = count_macs(pruned["torch-pruning"], x[:1]) / dense_macs
-        latency_aware = _prune_at_macs(dense, x, table, fraction)
-        if latency_aware is not None:
-            pruned["prunekit latency"], prune_s["prunekit latency"] = latency_aware
+        for library, measured in (("prunekit latency", table), ("prunekit eager", eager_table)):
+            latency_aware = _prune_at_macs(dense, x, measured, fraction)
+            if latency_aware is not None:
+                pruned[library], prune_s[library] = latency_aware
         candidates = _runs("dense", dense, x)
         for library, model in pruned.items():
             candidates |= _runs(library, model, x)
@@ -158,7 +163,8 @@ def speed_rows(
             row = {"model": name, "ratio": ratio, "library": library, "macs_ratio": macs_ratio,
                    "prune_s": prune_s[library],
                    "same_model_as_torch_pruning": _same_model(model, pruned["torch-pruning"]),
-                   "table_s": table.seconds if library == "prunekit latency" else None,
+                   "table_s": {"prunekit latency": table.seconds,
+                               "prunekit eager": eager_table.seconds}.get(library),
                    "estimated_latency_ratio": table.estimate_ms(dense) / table.estimate_ms(model),
                    "noise_band": timed.band.width, "rounds": timed.band.rounds,
                    "band_converged": timed.converged,
@@ -248,22 +254,27 @@ def _noise_lines(speed: list[dict]) -> list[str]:
     return lines
 
 
-TARGET = ("resnet18", 0.5, "prunekit latency", 1.2)
-"""(model, ratio, library, speed-up over Torch-Pruning's model) the issue asks for, eager and
+TARGET = ("resnet18", 0.5, 1.2)
+"""(model, ratio, speed-up over Torch-Pruning's model) the issue asks for, eager and
 BatchNorm-folded."""
+TARGET_LIBRARY = {"eager": "prunekit eager", "deployed": "prunekit latency"}
+"""Which latency-aware model each target is judged on: the one pruned with the table measured
+in that deployment (eager modules; fused, channels-last)."""
 
 
 def _target_lines(speed: list[dict]) -> list[str]:
-    model, ratio, library, target = TARGET
-    row = next((r for r in speed if (r["model"], r["ratio"], r["library"]) ==
-                (model, ratio, library)), None)
-    if row is None:
-        return []
-    band = f"noise band ±{100 * row['noise_band']:.1f} %"
-    return [f"target ≥ {target}x over Torch-Pruning's model on {model} at ratio {ratio}, {mode}: "
-            f"{row[f'{mode}_vs_torch_pruning']:.2f}x ({band}) — "
-            f"{'met' if row[f'{mode}_vs_torch_pruning'] >= target else 'NOT met'}"
-            for mode in ("eager", "deployed")]
+    model, ratio, target = TARGET
+    lines = []
+    for mode, library in TARGET_LIBRARY.items():
+        row = next((r for r in speed if (r["model"], r["ratio"], r["library"]) ==
+                    (model, ratio, library)), None)
+        if row is None:
+            continue
+        got = row[f"{mode}_vs_torch_pruning"]
+        lines.append(f"target ≥ {target}x over Torch-Pruning's model on {model} at ratio {ratio}, "
+                     f"{mode} ({library}): {got:.2f}x (noise band ±{100 * row['noise_band']:.1f} "
+                     f"%) — {'met' if got >= target else 'NOT met'}")
+    return lines
 
 
 def main() -> None:

@@ -112,6 +112,7 @@ def test_deploy_runs_the_tuned_path_and_panel_width() -> None:
     deployed, decisions = deploy(model, x, repeats=3, min_speedup=0.0, check_end_to_end=False,
                                  tuning=tuning)
     assert all(d.deployed and d.layout.startswith("CSR generic, ") for d in decisions)
+    assert not any(m.training for m in deployed.modules())  # swapped layers in eval mode too
     tuned_width = tuning.panel_width(512, 32)  # 16384 bytes / (4 * 32) = 128 columns
     assert tuned_width == 128
     for d in decisions:

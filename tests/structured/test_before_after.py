@@ -86,6 +86,7 @@ def test_after_reports_the_macs_and_the_measured_latency_ratio(tmp_path: Path) -
     before, after = prune_and_measure(model, torch.randn(2, 1, 28, 28), tmp_path, repeats=3,
                                       ratio=0.5, latency_aware=True, latency_budget_s=0.5)
     assert after["latency_aware"] and after["latency_table_seconds"] > 0
+    assert after["latency_table_deployment"] == "fused"
     assert after["macs_ratio"] == before["macs"] / after["macs"] > 1.5
     assert after["latency_ratio"] == pytest.approx(before["latency_ms"] / after["latency_ms"])
     assert after["latency_vs_macs"] == pytest.approx(after["latency_ratio"] / after["macs_ratio"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,28 @@ def test_bad_arguments_fail_before_any_timing() -> None:
         measure_latency_table(_net(), X, fractions=(0.0, 1.0))
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         measure_latency_table(_net(), X, repeats=0)
+    with pytest.raises(ValueError, match="deployment must be one of"):
+        measure_latency_table(_net(), X, deployment="onnx")
+
+
+class _Slow(nn.Module):
+    """An elementwise module that takes 3 ms: where its time goes is unmistakable."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.003)
+        return x
+
+
+def test_an_eager_table_charges_each_module_to_the_layer_that_ran_before_it(
+        tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), _Slow(), nn.ReLU(),
+                        nn.Conv2d(16, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(8 * 8 * 8, 10)).eval()
+    table = measure_latency_table(net, X, configs=3, repeats=2, deployment="eager")
+    assert table.deployment == "eager" and sorted(table.layers) == ["0", "4", "7"]
+    assert table.layer_ms("0", 3, 16) > 2.5  # the sleep follows conv 0: it is conv 0's cost
+    assert table.layer_ms("4", 16, 8) < 2.5 and table.layer_ms("7", 512, 10) < 2.5
+    assert table.rest_ms < 2.5  # not left over as fixed time
+    table.save(tmp_path / "eager.json")
+    assert LatencyTable.load(tmp_path / "eager.json") == table

@@ -192,8 +192,12 @@ def _decide(
 
 
 def _replace(model: nn.Module, name: str, layer: nn.Module) -> None:
+    """Put ``layer`` at ``name``, in the mode of the layer it replaces (deploy returns an eval
+    model: a layer left in training mode would say otherwise to whoever checks)."""
     parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name), child, layer)
+    parent = model.get_submodule(parent_name)
+    layer.train(getattr(parent, child).training)
+    setattr(parent, child, layer)
 
 
 def _why_dense(module: nn.Module, shared: bool, min_sparsity: float) -> str | None:

@@ -7,10 +7,14 @@ a real forward pass (the previous layers evicted them) but warm when it is timed
 
 So :func:`measure_latency_table` times layers *inside the model*: it builds a few pruned
 copies of the model (each group of units keeps a random one of ``fractions`` of its units,
-rounded to multiples of ``round_to``; the first copy is the dense model), deploys each as
-:func:`~prunekit.structured.deploy.fuse_for_cpu` does (channels-last, prepacked weights,
-activations and residual adds fused), and runs them round-robin with a timer around every Conv2d
-and Linear. Each layer's medians are then fitted by least squares with
+rounded to multiples of ``round_to``; the first copy is the dense model), deploys each as it
+will run, and runs them round-robin with a timer around every Conv2d and Linear. Two
+deployments: ``"fused"`` (the default) as :func:`~prunekit.structured.deploy.fuse_for_cpu`
+serves it (channels-last, prepacked weights, activations and residual adds fused), and
+``"eager"``, the plain module in eager PyTorch, where BatchNorm, activations and pooling are
+modules of their own: each one's time is added to the Conv2d or Linear that ran last before it
+(the layer whose output it reads, and whose output channels set its cost), so a conv's entry
+is what removing its channels saves in eager mode, not its convolution alone. Each layer's medians are then fitted by least squares with
 
     ms(in, out) = a + b·in + c·out + d·in·out
 
@@ -55,6 +59,8 @@ from prunekit.structured.rewrite import remove_units
 from prunekit.structured.trace import single_thread
 
 FORMAT_VERSION = 1
+DEPLOYMENTS = ("fused", "eager")
+"""How a table's models run while timed (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class LatencyTable:
     threads: int
     seconds: float
     fit_error: float
+    deployment: str = "fused"
 
     def layer_ms(self, name: str, kept_in: float, kept_out: float) -> float:
         """Milliseconds of layer ``name`` at the given kept widths."""
@@ -146,7 +153,8 @@ class LatencyTable:
                                   c["out_channels"], c["coupled"])
                   for name, c in data["layers"].items()}
         return cls(layers, data["dense_ms"], data["rest_ms"], tuple(data["input_shape"]),
-                   data["threads"], data["seconds"], data["fit_error"])
+                   data["threads"], data["seconds"], data["fit_error"],
+                   data.get("deployment", "fused"))
 
 
 def _widths(layer: nn.Module) -> tuple[int, int]:
@@ -182,12 +190,14 @@ def _pruned_copies(
 
 
 class _LayerTimer:
-    """Wall time of the named layers of a deployed model, recorded while ``active``."""
+    """Wall time of the named layers of a deployed model, recorded while ``active``; with
+    ``followers``, every other leaf module's time goes to the named layer that ran last."""
 
-    def __init__(self, deployed: nn.Module, names: set[str]) -> None:
+    def __init__(self, deployed: nn.Module, names: set[str], followers: bool = False) -> None:
         self.active = False
         self.times: dict[str, list[float]] = {name: [] for name in names}
         self.widths: dict[str, tuple[int, int]] = {}
+        self.owner: str | None = None  # the named layer that ran last in this forward
         for qualified, module in deployed.named_modules():
             name = module.source if isinstance(module, FusedConv) else qualified
             if name in names:
@@ -196,11 +206,14 @@ class _LayerTimer:
                     weight.shape[1] * module.geometry[3], weight.shape[0])
                 module.register_forward_pre_hook(self._start)
                 module.register_forward_hook(self._stop(name))
+            elif followers and not any(True for _ in module.children()):
+                module.register_forward_pre_hook(self._start)
+                module.register_forward_hook(self._follow)
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[None]:
-        """Record the layers' times only inside this block."""
-        self.active = True
+        """Record the layers' times only inside this block (one forward pass)."""
+        self.active, self.owner = True, None
         try:
             yield
         finally:
@@ -213,8 +226,13 @@ class _LayerTimer:
         def hook(module: nn.Module, args: tuple, output: object) -> None:
             if self.active:
                 self.times[name].append((time.perf_counter() - module._prunekit_started) * 1e3)
+                self.owner = name
 
         return hook
+
+    def _follow(self, module: nn.Module, args: tuple, output: object) -> None:
+        if self.active and self.owner is not None:
+            self.times[self.owner][-1] += (time.perf_counter() - module._prunekit_started) * 1e3
 
 
 def _fit(samples: list[tuple[int, int, float]], dense: tuple[int, int], coupled: bool) -> LayerCost:
@@ -240,8 +258,10 @@ def measure_latency_table(
     threads: int | None = None,
     ignore: Sequence[str] = (),
     seed: int = 0,
+    deployment: str = "fused",
 ) -> LatencyTable:
-    """Time every prunable Conv2d and Linear of ``model`` inside ``configs`` pruned copies.
+    """Time every prunable Conv2d and Linear of ``model`` inside ``configs`` pruned copies,
+    deployed as ``deployment`` says (``"fused"`` or ``"eager"``, see the module docstring).
 
     ``example_input`` is a full batch of the shape the model will serve (the batch size decides
     how well oneDNN fills the cores); ``ignore`` and ``round_to`` are what you will give the
@@ -254,6 +274,9 @@ def measure_latency_table(
         raise ValueError(f"fractions must be in (0, 1], got {tuple(fractions)}")
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if deployment not in DEPLOYMENTS:
+        raise ValueError(f"deployment must be one of {DEPLOYMENTS}, got {deployment!r}")
+    eager = deployment == "eager"
     start = time.perf_counter()
     with single_thread():
         graph = build_graph(model, example_input, ignore=ignore)
@@ -261,12 +284,12 @@ def measure_latency_table(
              if isinstance(model.get_submodule(t.module), (nn.Conv2d, nn.Linear))}
     coupled = {t.module for t in graph.macs if t.in_ids is None}
     batch = example_input
-    if example_input.dim() == 4:
+    if example_input.dim() == 4 and not eager:
         batch = example_input.to(memory_format=torch.channels_last)
     with fixed_threads(threads):
         copies = _pruned_copies(graph, example_input, fractions, configs, round_to, seed)
-        deployed = [fuse_for_cpu(m, batch) for m in copies]
-        timers = [_LayerTimer(d, names) for d in deployed]
+        deployed = [m.eval() if eager else fuse_for_cpu(m, batch) for m in copies]
+        timers = [_LayerTimer(d, names, followers=eager) for d in deployed]
         totals = _round_robin(deployed, timers, batch, repeats)
         used_threads = torch.get_num_threads()
     medians = [{n: statistics.median(t.times[n]) for n in names} for t in timers]
@@ -279,7 +302,7 @@ def measure_latency_table(
     predicted = [rest + sum(layers[n].at(*timer.widths[n]) for n in names) for timer in timers]
     fit_error = max(abs(p - t) / t for p, t in zip(predicted, totals))
     return LatencyTable(layers, totals[0], rest, tuple(example_input.shape), used_threads,
-                        time.perf_counter() - start, fit_error)
+                        time.perf_counter() - start, fit_error, deployment)
 
 
 def _round_robin(
