@@ -58,7 +58,9 @@ def test_nested_layers_are_not_counted_twice() -> None:
     times = layer_latency(model, x, repeats=5)
     assert times["0.proj"]["latency_ms"] >= 10.0  # the sleep is the child's ...
     assert times["0"]["latency_ms"] < 5.0  # ... and not its parent's too
-    assert 0.5 < sum(t["latency_share"] for t in times.values()) <= 1.0
+    # shares are medians of parts over the median of wholes, which need not add up exactly;
+    # counting the child's sleep twice would make them ~2
+    assert 0.5 < sum(t["latency_share"] for t in times.values()) <= 1.05
 
 
 def test_profiles_merge_counts_and_times_and_reports_keep_only_counts() -> None:
