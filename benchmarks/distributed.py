@@ -75,7 +75,7 @@ def worker(model_name: str, epochs: int, samples: int | None, threads: int, out:
         record = {"epoch_s": clock.times, "accuracy": accuracy, "samples": len(data.x_train),
                   "world_size": distributed.world_size(), "threads": threads}
         out.write_text(json.dumps(record))
-    distributed.shutdown()
+    distributed.shutdown(finished=True)
 
 
 def launch(model_name: str, nproc: int, cores: int, epochs: int, samples: int | None) -> dict:

@@ -75,4 +75,4 @@ if __name__ == "__main__":
     distributed.init_from_env(timeout_s=60)
     result = train(out / "checkpoint.pt", *kill)
     torch.save(result, out / f"rank{distributed.rank()}.pt")
-    distributed.shutdown()
+    distributed.shutdown(finished=True)

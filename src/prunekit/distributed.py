@@ -99,9 +99,20 @@ def init_from_env(timeout_s: float = 1800.0) -> bool:
     return True
 
 
-def shutdown() -> None:
-    """Leave the process group (the end of a launched command)."""
+def shutdown(*, finished: bool = False) -> None:
+    """Leave the process group (the end of a launched command).
+
+    ``finished``: this rank ended normally, so first wait until every rank has — rank 0 hosts
+    the rendezvous store, and when it left while another rank was still tearing down its gloo
+    group, that rank aborted at exit ("terminate called without an active exception", seen
+    once in CI). Not after an error: a rank that failed may never arrive."""
     if dist.is_available() and dist.is_initialized():
+        if finished:
+            try:
+                barrier()
+            except RuntimeError as err:  # a peer is gone: its own error says why
+                log.warning("rank %d: not every rank reached the end (%s)", rank(),
+                            str(err).splitlines()[0] if str(err) else type(err).__name__)
         dist.destroy_process_group()
 
 

@@ -62,8 +62,10 @@ def run(
     distributed.init_from_env()
     writer = distributed.is_writer()
     who = "" if writer else f"rank {distributed.rank()}: "  # rank 0's lines are the run's own
+    finished = False
     try:
         rows = run_recipe(spec, out, progress=not quiet, trust_code=trust_code)
+        finished = True
     except distributed.WriterFailed:  # rank 0 has said why, once
         raise typer.Exit(code=2) from None
     except (ValueError, FileNotFoundError, distributed.RankMismatch) as exc:
@@ -75,7 +77,7 @@ def run(
             "--out (files already written are intact: rerun to resume)"
         )
     finally:
-        distributed.shutdown()
+        distributed.shutdown(finished=finished)
     if writer:
         print_table(rows, spec.name)
         console.print(f"report: {out / 'report.md'}  ·  {out / 'report.json'}")
