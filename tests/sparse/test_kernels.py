@@ -83,6 +83,23 @@ def test_a_row_major_batch_seen_transposed_is_transposed_by_the_kernel(path: str
     assert torch.equal(x, before)  # the input is read, never written
 
 
+def test_a_batch_whose_per_thread_slices_would_outgrow_one_copy_is_copied_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from prunekit.sparse import kernels
+
+    asked: list[int] = []
+    real = kernels._scratch
+    monkeypatch.setattr(kernels, "_scratch", lambda count: asked.append(count) or real(count))
+    monkeypatch.setattr(kernels, "SCRATCH_FLOATS", 0)
+    w, x = sparse_weight(16, 64, 0.8), torch.randn(8, 64)
+    one_panel = CSRPanels.from_dense(w)  # 2 threads x the whole slice: twice one copy
+    assert torch.allclose(one_panel.multiply_transposed(x.t(), threads=2), w @ x.t(), atol=1e-5)
+    assert asked == []
+    panels = CSRPanels.from_dense(w, 16)  # 2 threads x 16 columns: within one copy
+    assert torch.allclose(panels.multiply_transposed(x.t(), threads=2), w @ x.t(), atol=1e-5)
+    assert asked == [2 * 16 * 8]
+
+
 @pytest.mark.parametrize("path", RUNNABLE)
 def test_every_runnable_path_reads_32_bit_indices(path: str) -> None:
     w = torch.zeros(3, 70_000)

@@ -91,6 +91,10 @@ class _Matrix(ctypes.Structure):
 
 
 _scratch_memory = threading.local()
+SCRATCH_FLOATS = 1 << 21
+"""The kernel threads transpose a row-major batch themselves while their buffers hold at most
+this many floats (8 MB) or one copy of the batch; beyond (one wide panel, a huge batch, many
+threads) one ``contiguous()`` copy uses less memory."""
 
 
 def _scratch(count: int) -> Tensor:
@@ -303,8 +307,11 @@ class CSRPanels(nn.Module):
         index = self._path_code if path is None else _path_index(path)
         x = scratch = None
         if not xt.is_contiguous():
-            if xt.t().is_contiguous():  # a row-major batch seen transposed: the kernel copies
-                x, scratch = xt.t(), _scratch(max(1, threads) * self.panel_width * xt.shape[1])
+            per_thread = self.panel_width * xt.shape[1]  # floats of one panel's slice
+            if xt.t().is_contiguous() and (
+                max(1, threads) * per_thread <= max(xt.numel(), SCRATCH_FLOATS)
+            ):  # a row-major batch seen transposed: the kernel threads copy it
+                x, scratch = xt.t(), _scratch(max(1, threads) * per_thread)
             else:
                 xt = xt.contiguous()
         yt = torch.empty(self.rows, xt.shape[1], dtype=torch.float32)
