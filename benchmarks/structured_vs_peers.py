@@ -8,7 +8,8 @@ channels (``round_to=8``), what blocked oneDNN kernels prefer; ``prunekit latenc
 latency table measured once per model on the benchmark's input in the fused deployment (its
 cost is the ``table s`` column, apart from the prune time), and ``prunekit eager`` the same
 with a table measured in eager mode (BatchNorm, activations and pooling charged to the layer
-before them). The issue's targets are printed for both models, eager and BatchNorm-folded. For each we report the MACs ratio (dense / pruned,
+before them). The issue's targets are printed for both models, eager and BatchNorm-folded.
+For each we report the MACs ratio (dense / pruned,
 ``torch.utils.flop_counter``), the latency ratio (dense / pruned, medians of interleaved
 repeats, each timed run after an untimed one of the same model, same threads, same input) and
 the time each library takes to prune. Every model of one ratio is timed in one round-robin pass
@@ -271,9 +272,9 @@ def _target_lines(speed: list[dict]) -> list[str]:
         if row is None:
             continue
         got = row[f"{mode}_vs_torch_pruning"]
-        lines.append(f"target ≥ {target}x over Torch-Pruning's model on {model} at ratio {ratio}, "
-                     f"{mode} ({library}): {got:.2f}x (noise band ±{100 * row['noise_band']:.1f} "
-                     f"%) — {'met' if got >= target else 'NOT met'}")
+        lines.append(f"target ≥ {target}x over Torch-Pruning's model on {model} at ratio "
+                     f"{ratio}, {mode} ({library}): {got:.2f}x (noise band "
+                     f"±{100 * row['noise_band']:.1f} %) — {'met' if got >= target else 'NOT met'}")
     return lines
 
 

@@ -48,8 +48,8 @@ def path_table(result: CompressResult) -> str:
               "allocation", "Pareto", "chosen"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in result.rows:
-        cells = [row["name"], row.get("after") or "—", _cell(row.get("budget_fraction", math.nan)),
-                 _cell(row["estimated_fraction"]), _cell(row["predicted_drop"], 2),
+        cells = [row["name"], row.get("after") or "—",
+                 _cell(row.get("budget_fraction", math.nan)), _cell(row["estimated_fraction"]), _cell(row["predicted_drop"], 2),
                  _cell(row["drop"], 2), _cell(scale * row[f"val_{metric}"], 2),
                  _cell(scale * row[metric], 2), _cell(row.get("macs_ratio", math.nan), 2) + "×",
                  row.get("speedup_text", "—"), row.get("allocation", "—"),

@@ -13,13 +13,14 @@ timed, not estimated), up to two more steps aim lower by the miss.
 
 Each fine-tuning decays its rate to zero and hands back its best epoch on the validation split
 (:mod:`.fine_tuning`). A step whose validation drop exceeds ``max_drop`` after its fine-tuning
-gets the same fine-tuning once more. A step whose drop still exceeds ``max_drop`` is reported and
-dropped, and the path goes back to the last step within the bound and tries half as far first
-(the geometric mean of the two costs), then the failed aim again from there — up to
+gets the same fine-tuning once more. A step whose drop still exceeds ``max_drop`` is reported
+and dropped, and the path goes back to the last step within the bound and tries half as far
+first (the geometric mean of the two costs), then the failed aim again from there — up to
 ``RETRIES`` times, because on a validation split of hundreds of samples one step too large is
 often what separates a met budget from a missed one. It stops when the budget is met, or when
-a step over the bound has no retry left (then the best step within the bound is the answer and
-:attr:`CompressResult.met` is False). Each row names the step it was pruned from (``after``). The quality bound is on the task's headline metric
+a step over the bound has no retry left (then the best step within the bound is the answer
+and :attr:`CompressResult.met` is False). Each row names the step it was pruned from
+(``after``). The quality bound is on the task's headline metric
 (:func:`prunekit.sensitivity.headline`), judged on the validation split, which neither
 fine-tuning nor the sensitivity search trains on; the test split is reported beside it. Beside
 the steps, a uniform baseline (:mod:`.uniform`: one ratio for every group, at the chosen step's

@@ -307,11 +307,9 @@ class CSRPanels(nn.Module):
         index = self._path_code if path is None else _path_index(path)
         x = scratch = None
         if not xt.is_contiguous():
-            per_thread = self.panel_width * xt.shape[1]  # floats of one panel's slice
-            if xt.t().is_contiguous() and (
-                max(1, threads) * per_thread <= max(xt.numel(), SCRATCH_FLOATS)
-            ):  # a row-major batch seen transposed: the kernel threads copy it
-                x, scratch = xt.t(), _scratch(max(1, threads) * per_thread)
+            slices = max(1, threads) * self.panel_width * xt.shape[1]  # floats, all threads
+            if xt.t().is_contiguous() and slices <= max(xt.numel(), SCRATCH_FLOATS):
+                x, scratch = xt.t(), _scratch(slices)  # row-major: the kernel threads copy it
             else:
                 xt = xt.contiguous()
         yt = torch.empty(self.rows, xt.shape[1], dtype=torch.float32)

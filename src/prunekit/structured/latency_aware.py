@@ -289,7 +289,6 @@ def prune_aimed(
     scope: str = "layer",
     max_layer_ratio: float = 0.9,
     round_to: int | None = None,
-    deployment: str = "fused",
 ) -> tuple[PruneReport, LatencyTable | None]:
     """Prune to one target — ``ratio``, ``max_macs`` or ``max_latency`` — with the channel
     counts chosen from this machine's measured latency table (unless ``latency_aware`` is off).
@@ -298,9 +297,8 @@ def prune_aimed(
     uniform ratio gives are rarely the fastest. With ``latency_aware``, a ``ratio`` stands for
     the MACs the uniform ratio would leave, and :func:`prune_for_latency` spends exactly those
     MACs where the table says they are slowest; ``max_latency`` always needs the table. The
-    table (measured on ``example_input``, a full batch, at ``threads``, in ``deployment`` —
-    ``"fused"`` or ``"eager"``, how the model will run — unless given) is returned for the
-    report. Without ``latency_aware``, this is :func:`~.prune.prune_channels`.
+    table (measured on ``example_input``, a full batch, at ``threads``, unless given) is
+    returned for the report. Without ``latency_aware``, this is :func:`~.prune.prune_channels`.
     ``round_to`` defaults to 8 (oneDNN's AVX2 width) when the table chooses, else to 1.
 
     >>> import torch
@@ -339,7 +337,7 @@ def prune_aimed(
         max_macs = min(1.0, (estimate_macs(graph, remove) + fixed) / measured)
     if table is None:
         table = measure_latency_table(model, example_input, threads=threads, round_to=round_to,
-                                      ignore=list(ignore), deployment=deployment)
+                                      ignore=list(ignore))
     report = prune_for_latency(model, example_input, table, max_latency=max_latency,
                                max_macs=max_macs, criterion=criterion, data=data, ignore=ignore,
                                max_layer_ratio=max_layer_ratio, round_to=round_to)

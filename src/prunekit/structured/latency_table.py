@@ -14,7 +14,8 @@ serves it (channels-last, prepacked weights, activations and residual adds fused
 ``"eager"``, the plain module in eager PyTorch, where BatchNorm, activations and pooling are
 modules of their own: each one's time is added to the Conv2d or Linear that ran last before it
 (the layer whose output it reads, and whose output channels set its cost), so a conv's entry
-is what removing its channels saves in eager mode, not its convolution alone. Each layer's medians are then fitted by least squares with
+is what removing its channels saves in eager mode, not its convolution alone. Each layer's
+medians are then fitted by least squares with
 
     ms(in, out) = a + b·in + c·out + d·in·out
 
