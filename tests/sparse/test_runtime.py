@@ -5,7 +5,7 @@ from torch import nn
 from prunekit.masks import strip
 from prunekit.sparse import runtime
 from prunekit.sparse.layers import SparseConv2d, SparseLinear
-from prunekit.sparse.runtime import decisions_table, deploy
+from prunekit.sparse.runtime import _candidate_widths, decisions_table, deploy
 from prunekit.sparse.tuning import KernelTuning
 from prunekit.unstructured import prune_by_ratio
 
@@ -118,5 +118,17 @@ def test_deploy_runs_the_tuned_path_and_panel_width() -> None:
     for d in decisions:
         matrix = deployed.get_submodule(d.name).matrix
         assert matrix.path == "generic"
-        assert matrix.panel_width in (tuned_width, 512)  # the tuned width, or one panel
-        assert (f"panels of {tuned_width} columns" in d.layout) == (matrix.panel_width == 128)
+        # the tuned width, half or twice it (timed on the layer itself), or one panel
+        assert matrix.panel_width in (64, tuned_width, 256, 512)
+        one_panel = matrix.panel_width == 512
+        assert ("one panel" in d.layout) == one_panel
+        assert one_panel or f"panels of {matrix.panel_width} columns" in d.layout
+
+
+def test_deploy_times_the_tuned_width_and_its_neighbours_on_the_layer() -> None:
+    tuning = KernelTuning(path="generic", slice_bytes={1: None, 64: 65536}, threads=2)
+    assert _candidate_widths(tuning, cols=4096, batch_columns=64) == [None, 128, 256, 512]
+    assert _candidate_widths(tuning, cols=300, batch_columns=64) == [None, 128, 256]  # < cols
+    assert _candidate_widths(tuning, cols=4096, batch_columns=1) == [None]
+    narrow = KernelTuning(path="generic", slice_bytes={64: 4096}, threads=2)  # 16 columns
+    assert _candidate_widths(narrow, cols=4096, batch_columns=64) == [None, 16, 32]
