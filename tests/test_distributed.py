@@ -1,10 +1,12 @@
 """Two gloo processes on one machine, spawned here with torchrun's environment: the same
-training as one process, identical on every rank, and resumable after a rank is killed."""
+training as one process, identical on every rank, and resumable after a rank is killed; and
+what timing decides (latency tables, timed comparisons) is rank 0's measurement on every rank."""
 
 from __future__ import annotations
 
 import doctest
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -21,6 +23,7 @@ from prunekit.evaluate import evaluate_accuracy, prunable_sparsity
 from prunekit.models import build_model
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
+TIMING_WORKER = Path(__file__).with_name("timing_worker.py")
 
 
 def _free_port() -> int:
@@ -30,7 +33,7 @@ def _free_port() -> int:
 
 
 def _launch(out: Path, *args: str, world: int = 2, timeout: float = 300,
-            backend: str = "gloo") -> list[int]:
+            backend: str = "gloo", worker: Path = WORKER) -> list[int]:
     """Start ``world`` ranks of the worker; when one dies, stop the rest (as torchrun does),
     after a grace period in which they may fail by themselves (gloo sees the peer gone), so
     what a survivor writes before its next collective is deterministic."""
@@ -41,7 +44,7 @@ def _launch(out: Path, *args: str, world: int = 2, timeout: float = 300,
                "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
                "OMP_NUM_THREADS": "1", distributed.BACKEND_ENV: backend}
         with open(out / f"rank{r}.log", "ab") as log:  # read it when a test fails
-            procs.append(subprocess.Popen([sys.executable, str(WORKER), str(out), *args],
+            procs.append(subprocess.Popen([sys.executable, str(worker), str(out), *args],
                                           env=env, stdout=log, stderr=subprocess.STDOUT))
     deadline = time.monotonic() + timeout
     while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
@@ -174,3 +177,12 @@ def test_torchrun_argv_runs_prunekit_as_a_module() -> None:
     assert argv[0] == sys.executable
     assert argv[argv.index("--nproc-per-node") + 1] == "3"
     assert argv[-6:] == ["-m", "prunekit", "run", "r.yaml", "--out", "o"]
+
+
+def test_timing_decisions_are_rank_zeros_on_every_rank(tmp_path: Path) -> None:
+    """A latency table and a timed comparison steer structured pruning and compress; each rank
+    measuring its own (on cores they share) would choose different structures."""
+    assert _launch(tmp_path, worker=TIMING_WORKER, timeout=120) == [0, 0]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["table"]["layers"] and ranks[0]["times"]["times"]["dense"]
+    assert ranks[1] == ranks[0]  # to the last digit: rank 0's timings, not rank 1's own

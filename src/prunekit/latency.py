@@ -22,7 +22,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -383,6 +383,23 @@ class StableTimes:
     def describe(self, baseline: Hashable, candidate: Hashable) -> str:
         """:meth:`speedup` as text, marked "within noise" where the band contains it."""
         return describe_ratio(self.speedup(baseline, candidate), self.band)
+
+    def to_json(self) -> dict:
+        """JSON-able data for :meth:`from_json` (candidate names become strings)."""
+        return {"times": {str(k): list(v) for k, v in self.times.items()},
+                "band": asdict(self.band), "converged": self.converged, "seconds": self.seconds}
+
+    @classmethod
+    def from_json(cls, data: dict) -> StableTimes:
+        """The timings :meth:`to_json` gave.
+
+        >>> band = NoiseBand(0.02, 1.01, 5, 0.95)
+        >>> times = StableTimes({"a": [1.0, 2.0]}, band, True, 0.5)
+        >>> StableTimes.from_json(times.to_json()) == times
+        True
+        """
+        return cls({k: [float(t) for t in v] for k, v in data["times"].items()},
+                   NoiseBand(**data["band"]), bool(data["converged"]), float(data["seconds"]))
 
 
 def time_until_stable(

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from prunekit import distributed
 from prunekit.evaluate import count_macs, count_params
 from prunekit.latency import StableTimes, fixed_threads, time_until_stable
 from prunekit.structured.graph import DependencyGraph
@@ -165,11 +166,21 @@ def time_models(
 ) -> StableTimes:
     """Every model timed round-robin with a twin of ``reference`` (the dense model) until
     the noise band is under ``max_band`` or ``budget_s`` is spent: a
-    :class:`~prunekit.latency.StableTimes`."""
-    with fixed_threads(threads):
-        runs = {}
-        for name, model in models.items():
-            callable_model, batch = deployed(model, example_input, backend)
-            runs[name] = lambda m=callable_model, b=batch: m(b)
-        return time_until_stable(runs, reference=reference, budget_s=budget_s,
-                                 max_band=max_band, untimed_per_turn=1)
+    :class:`~prunekit.latency.StableTimes`.
+
+    Under torchrun, rank 0 alone times and every rank returns its timings (all ranks call
+    this together): a latency budget decides which step the search keeps, and ranks timing
+    on cores they share would decide differently, then fine-tune models DDP cannot pair."""
+
+    def measure() -> StableTimes:
+        with fixed_threads(threads):
+            runs = {}
+            for name, model in models.items():
+                callable_model, batch = deployed(model, example_input, backend)
+                runs[name] = lambda m=callable_model, b=batch: m(b)
+            return time_until_stable(runs, reference=reference, budget_s=budget_s,
+                                     max_band=max_band, untimed_per_turn=1)
+
+    if not distributed.active():
+        return measure()
+    return StableTimes.from_json(distributed.on_writer(lambda: measure().to_json()))

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from prunekit import distributed
 from prunekit.io import write_text_atomic
 from prunekit.latency import fixed_threads, interleaved_times
 from prunekit.layers import kind_of
@@ -140,16 +141,24 @@ class LatencyTable:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the table as JSON (atomically)."""
-        payload = {"format": FORMAT_VERSION, "torch": torch.__version__, **asdict(self)}
-        write_text_atomic(path, json.dumps(payload, indent=1))
+        write_text_atomic(path, json.dumps(self.to_json(), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatencyTable:
         """Read a table written by :meth:`save`."""
         with open(path, encoding="utf-8") as file:
             data = json.load(file)
+        return cls.from_json(data, source=str(path))
+
+    def to_json(self) -> dict:
+        """The table as JSON-able data (what :meth:`save` writes)."""
+        return {"format": FORMAT_VERSION, "torch": torch.__version__, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: object, *, source: str = "latency table") -> LatencyTable:
+        """The table :meth:`to_json` gave; ``source`` names it in the error for other data."""
         if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: not a prunekit latency table (format {FORMAT_VERSION})")
+            raise ValueError(f"{source}: not a prunekit latency table (format {FORMAT_VERSION})")
         layers = {name: LayerCost(tuple(c["coefficients"]), c["in_channels"],
                                   c["out_channels"], c["coupled"])
                   for name, c in data["layers"].items()}
@@ -267,7 +276,8 @@ def measure_latency_table(
     ``example_input`` is a full batch of the shape the model will serve (the batch size decides
     how well oneDNN fills the cores); ``ignore`` and ``round_to`` are what you will give the
     pruner. Costs ``configs × 2 × repeats`` forward passes (ResNet-18 at batch 8, 224², two
-    threads: ~20 s); save the table and reuse it.
+    threads: ~20 s); save the table and reuse it. Under torchrun, rank 0 alone measures and
+    every rank returns its table (all ranks must call this together).
     """
     if configs < 2:
         raise ValueError(f"configs must be >= 2 (the dense model and a pruned one), got {configs}")
@@ -277,6 +287,23 @@ def measure_latency_table(
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if deployment not in DEPLOYMENTS:
         raise ValueError(f"deployment must be one of {DEPLOYMENTS}, got {deployment!r}")
+
+    def measure() -> LatencyTable:
+        return _measured_table(model, example_input, configs, fractions, repeats, round_to,
+                               threads, ignore, seed, deployment)
+
+    if not distributed.active():
+        return measure()
+    # rank 0 times alone while the others wait: ranks timing at once, on cores they share,
+    # would measure different tables and choose different structures, which DDP then refuses
+    return LatencyTable.from_json(distributed.on_writer(lambda: measure().to_json()))
+
+
+def _measured_table(
+    model: nn.Module, example_input: Tensor, configs: int, fractions: Sequence[float],
+    repeats: int, round_to: int, threads: int | None, ignore: Sequence[str], seed: int,
+    deployment: str,
+) -> LatencyTable:
     eager = deployment == "eager"
     start = time.perf_counter()
     with single_thread():
