@@ -32,6 +32,11 @@ def test_native_bf16_needs_a_bf16_instruction_set() -> None:
     assert not CpuInfo("EPYC 7B13", ("avx", "avx2", "fma"), 2).native_bf16
 
 
+def test_vector_channels_is_the_fp32_vector_width() -> None:
+    assert CpuInfo("Xeon", parse_cpuinfo(XEON)[1], 2).vector_channels == 16
+    assert CpuInfo("EPYC 7B13", ("avx", "avx2", "fma"), 2).vector_channels == 8
+
+
 def test_this_machine_is_described_as_proc_cpuinfo_says() -> None:
     record = machine_record()
     assert record["cpu_model"] == cpu_info().model and record["threads"] >= 1

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from prunekit.evaluate import count_macs
+from prunekit.machine import CpuInfo
+from prunekit.structured import latency_aware
 from prunekit.structured.graph import DependencyGraph, build_graph
 from prunekit.structured.latency_aware import prune_for_latency
 from prunekit.structured.latency_table import LatencyTable, LayerCost, measure_latency_table
@@ -83,6 +85,27 @@ def test_round_to_keeps_multiples_and_the_cap_holds() -> None:
     prune_for_latency(net, X, _table({"0": 1e-2, "3": 1e-2, "6": 1e-2}), max_latency=0.4,
                       round_to=8, max_layer_ratio=0.75)
     assert all(k % 8 == 0 and k >= 8 for k in _kept(net))
+
+
+@pytest.mark.parametrize(("features", "block"), [(("avx2", "avx512f"), 16), (("avx2",), 8)])
+def test_by_default_wide_groups_keep_multiples_of_the_cpus_vector_width(
+    monkeypatch: pytest.MonkeyPatch, features: tuple[str, ...], block: int
+) -> None:
+    """A kept width off the vector width leaves oneDNN's last channel block partly empty."""
+    monkeypatch.setattr(latency_aware, "cpu_info", lambda: CpuInfo("test", features, 2))
+    assert latency_aware.group_rounding(None, 64) == block
+    assert latency_aware.group_rounding(None, 63) == 8  # too few vectors to round by 16
+    assert latency_aware.group_rounding(4, 64) == 4  # an explicit round_to is kept
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1),
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)).eval()
+    widths = {"0": (3, 64), "2": (64, 64), "6": (64, 10)}
+    layers = {name: LayerCost((0.0, 0.0, 0.0, 1e-3), *w) for name, w in widths.items()}
+    dense = 1.0 + sum(c.at(c.in_channels, c.out_channels) for c in layers.values())
+    table = LatencyTable(layers, dense, 1.0, tuple(X.shape), 1, 0.0, 0.0)
+    prune_for_latency(net, X, table, max_latency=0.8)
+    # the cheapest step is the second conv's; multiples of 8 stop it at 40, of 16 at 32
+    assert (net[0].out_channels, net[2].out_channels) == (64, 40 if block == 8 else 32)
 
 
 @torch.no_grad()

@@ -30,7 +30,8 @@ def prune(
     scope: Annotated[str, typer.Option(help="layer or global")] = "layer",
     max_layer_ratio: Annotated[float, typer.Option(help="most any layer may lose")] = 0.9,
     round_to: Annotated[int | None, typer.Option(
-        help="keep a multiple of this many channels (default: 8 latency-aware, else 1)")] = None,
+        help="keep a multiple of this many channels (default latency-aware: the CPU's vector "
+             "width, 16 with AVX-512, else 8; otherwise 1)")] = None,
     ignore: Annotated[str, typer.Option(help="comma-separated modules to keep whole")] = "",
     weights: Annotated[Path | None, typer.Option(
         help="state dict for --model: safetensors, or any prunekit weights file")] = None,

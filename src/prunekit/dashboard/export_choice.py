@@ -70,12 +70,13 @@ def _run_stage(subject: Subject, stage: dict[str, Any]) -> nn.Module:
     spec = Stage.model_validate(stage)
     model = copy.deepcopy(subject.model)
     if spec.structured is not None:
-        from prunekit.structured import prune_channels
+        from prunekit.structured.latency_aware import prune_aimed
 
         s = spec.structured
-        prune_channels(model, subject.example, ratio=s.ratio, max_macs=s.macs_fraction,
-                       criterion=s.criterion, scope=s.scope, max_layer_ratio=s.max_layer_ratio,
-                       round_to=s.round_to, ignore=s.ignore, data=subject.train_batches)
+        prune_aimed(model, subject.example, ratio=s.ratio, max_macs=s.macs_fraction,
+                    max_latency=s.target_latency, latency_aware=s.latency_aware,
+                    criterion=s.criterion, scope=s.scope, max_layer_ratio=s.max_layer_ratio,
+                    round_to=s.round_to, ignore=s.ignore, data=subject.train_batches)
     elif spec.prune is not None and spec.prune.sparsity is not None:
         from prunekit.unstructured import prune_by_ratio
 

@@ -4,9 +4,10 @@ Why: at the same MACs, two pruned models can differ widely in latency, because t
 differs by layer and width (see :mod:`.latency_table`). The pruner removes units one step at a
 time, the cheapest step first, with each step's saving read from a :class:`LatencyTable`
 measured on the real input shapes. A step removes a group's next-least-important units down to
-the next multiple of ``round_to`` channels (8 by default, oneDNN's AVX2 vector width, so no kept
-width leaves a vector partly empty). Scores are the pruner's usual criteria (:mod:`.importance`),
-normalised by their group's mean so that groups compare. Two targets:
+the next multiple of ``round_to`` channels (by default the CPU's vector width in floats, 16 with
+AVX-512 and 8 otherwise, so no kept width leaves a vector partly empty: :func:`group_rounding`,
+:attr:`prunekit.machine.CpuInfo.vector_channels`). Scores are the pruner's usual criteria
+(:mod:`.importance`), normalised by their group's mean so that groups compare. Two targets:
 
 - ``max_latency`` (a fraction of the dense model's estimated latency), as in HALP (Shen et al.
   2022): the cheapest step is the one losing the least importance per millisecond saved, so
@@ -48,6 +49,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from torch import Tensor, nn
 
+from prunekit.machine import cpu_info
 from prunekit.structured.channels import MacsTerm
 from prunekit.structured.graph import DependencyGraph
 from prunekit.structured.importance import ScoringData
@@ -100,11 +102,26 @@ class _Layer:
     timed: bool
 
 
+def group_rounding(round_to: int | None, size: int) -> int:
+    """The multiple a group of ``size`` units keeps: ``round_to`` when given; by default the
+    CPU's vector width in floats (16 with AVX-512, else 8) where the group holds at least four
+    vectors' worth, so the rounding still leaves it a choice of widths, else 8 (a group at
+    most 8 wide loses one unit at a time, as with any ``round_to`` at least its size).
+
+    >>> group_rounding(4, 64), group_rounding(None, 50)
+    (4, 8)
+    """
+    if round_to is not None:
+        return round_to
+    vector = cpu_info().vector_channels
+    return vector if size >= 4 * vector else 8
+
+
 class _Search:
     """The greedy state: units removed per group, and the cost of every layer at that state."""
 
     def __init__(self, graph: DependencyGraph, scores: np.ndarray, table: LatencyTable,
-                 max_layer_ratio: float, round_to: int, per_mac: bool) -> None:
+                 max_layer_ratio: float, round_to: int | None, per_mac: bool) -> None:
         self.graph, self.table, self.per_mac = graph, table, per_mac
         rank = np.full(graph.num_units, -1, dtype=np.int64)
         self.orders, self.importance, self.caps, self.multiples = [], [], [], []
@@ -116,7 +133,8 @@ class _Search:
             self.orders.append(group.units[order])
             self.importance.append(np.concatenate([[0.0], np.cumsum(normalised(values[order]))]))
             self.caps.append(min(int(max_layer_ratio * group.size), group.size - 1, len(valid)))
-            self.multiples.append(round_to // math.gcd(round_to, channels_per_unit(graph, group)))
+            rounding = group_rounding(round_to, group.size)
+            self.multiples.append(rounding // math.gcd(rounding, channels_per_unit(graph, group)))
         self.layers = [
             _Layer(t, _Axis(t.out_ids, graph, rank),
                    None if t.in_ids is None else _Axis(t.in_ids, graph, rank),
@@ -234,14 +252,15 @@ def prune_for_latency(
     data: ScoringData | Sequence[tuple[Tensor, Tensor]] | None = None,
     ignore: Iterable[str] = (),
     max_layer_ratio: float = 0.75,
-    round_to: int = 8,
+    round_to: int | None = None,
 ) -> LatencyPruneReport:
     """Remove the units of ``model`` whose removal buys time most cheaply, in place.
 
     Exactly one of ``max_latency`` and ``max_macs`` is given (see the module docstring);
     ``table`` comes from :func:`~.latency_table.measure_latency_table` on this dense model and
     input shape, with the same ``ignore``. ``criterion``, ``data`` and ``ignore`` mean what they
-    mean for :func:`~.prune.prune_channels`; ``max_layer_ratio`` caps what any group loses.
+    mean for :func:`~.prune.prune_channels`; ``max_layer_ratio`` caps what any group loses;
+    ``round_to=None`` rounds each group as :func:`group_rounding` says.
     """
     start = time.perf_counter()
     if (max_latency is None) == (max_macs is None):
@@ -252,7 +271,7 @@ def prune_for_latency(
                          f"{max_latency}")
     if max_macs is not None:
         macs_fraction(max_macs, 1)
-    validate_limits(max_layer_ratio, round_to)
+    validate_limits(max_layer_ratio, 1 if round_to is None else round_to)
     inputs, graph, scores = graph_and_scores(model, example_input, criterion, data, ignore)
     table.check(graph, inputs[0])
     search = _Search(graph, scores.scores.double().numpy(), table, max_layer_ratio, round_to,
@@ -299,7 +318,8 @@ def prune_aimed(
     MACs where the table says they are slowest; ``max_latency`` always needs the table. The
     table (measured on ``example_input``, a full batch, at ``threads``, unless given) is
     returned for the report. Without ``latency_aware``, this is :func:`~.prune.prune_channels`.
-    ``round_to`` defaults to 8 (oneDNN's AVX2 width) when the table chooses, else to 1.
+    ``round_to`` defaults, when the table chooses, to the CPU's vector width in floats per group
+    (:func:`group_rounding`), else to 1.
 
     >>> import torch
     >>> net = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU())
@@ -321,17 +341,21 @@ def prune_aimed(
         raise ValueError("give exactly one target: a ratio, a MACs fraction or count, or a "
                          "latency fraction")
     aimed = max_latency is not None or latency_aware
-    round_to = round_to if round_to is not None else 8 if aimed else 1
+    if not aimed and round_to is None:
+        round_to = 1
     if not aimed:
         return prune_channels(model, example_input, ratio=ratio, max_macs=max_macs, scope=scope,
                               max_layer_ratio=max_layer_ratio, criterion=criterion, data=data,
                               ignore=ignore, round_to=round_to), None  # type: ignore[arg-type]
     if ratio is not None:
-        validate_target(ratio, None, scope, max_layer_ratio, round_to)
+        # the uniform plan a ratio stands for keeps multiples of 8 whatever the CPU, so that a
+        # ratio means the same MACs everywhere
+        uniform_round_to = 8 if round_to is None else round_to
+        validate_target(ratio, None, scope, max_layer_ratio, uniform_round_to)
         inputs, graph, scores = graph_and_scores(model, example_input, criterion, data, ignore)
         _, remove = plan_for_target(graph, scores.scores, inputs, ratio=ratio, max_macs=None,
                                     scope=scope, max_layer_ratio=max_layer_ratio,  # type: ignore[arg-type]
-                                    round_to=round_to)
+                                    round_to=uniform_round_to)
         measured = count_macs(model, inputs)
         fixed = measured - estimate_macs(graph, np.zeros_like(remove))
         max_macs = min(1.0, (estimate_macs(graph, remove) + fixed) / measured)

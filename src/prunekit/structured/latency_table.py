@@ -55,6 +55,7 @@ from prunekit import distributed
 from prunekit.io import write_text_atomic
 from prunekit.latency import fixed_threads, interleaved_times
 from prunekit.layers import kind_of
+from prunekit.machine import cpu_info
 from prunekit.structured.deploy import FusedConv, fuse_for_cpu
 from prunekit.structured.graph import DependencyGraph, build_graph
 from prunekit.structured.rewrite import remove_units
@@ -264,7 +265,7 @@ def measure_latency_table(
     configs: int = 16,
     fractions: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
     repeats: int = 3,
-    round_to: int = 8,
+    round_to: int | None = None,
     threads: int | None = None,
     ignore: Sequence[str] = (),
     seed: int = 0,
@@ -275,7 +276,8 @@ def measure_latency_table(
 
     ``example_input`` is a full batch of the shape the model will serve (the batch size decides
     how well oneDNN fills the cores); ``ignore`` and ``round_to`` are what you will give the
-    pruner. Costs ``configs × 2 × repeats`` forward passes (ResNet-18 at batch 8, 224², two
+    pruner (``round_to`` defaults to the CPU's vector width in floats, as the pruner's does).
+    Costs ``configs × 2 × repeats`` forward passes (ResNet-18 at batch 8, 224², two
     threads: ~20 s); save the table and reuse it. Under torchrun, rank 0 alone measures and
     every rank returns its table (all ranks must call this together).
     """
@@ -287,6 +289,8 @@ def measure_latency_table(
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if deployment not in DEPLOYMENTS:
         raise ValueError(f"deployment must be one of {DEPLOYMENTS}, got {deployment!r}")
+    if round_to is None:
+        round_to = cpu_info().vector_channels
 
     def measure() -> LatencyTable:
         return _measured_table(model, example_input, configs, fractions, repeats, round_to,
