@@ -35,13 +35,15 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 """What torchrun (or Slurm/Kubernetes launching it) sets for every worker."""
@@ -302,6 +304,21 @@ def on_writer(function: Callable[[], Any]) -> Any:
     if "error" in message:
         raise WriterFailed(message["error"])
     return message["value"]
+
+
+def measured_on_writer(measure: Callable[[], T], to_json: Callable[[T], Any],
+                       from_json: Callable[[Any], T]) -> T:
+    """``measure()`` in one process; under torchrun, on rank 0 alone while the others wait,
+    and every rank gets rank 0's result (through ``to_json``/``from_json``).
+
+    Why: a timing steers a decision (the channel counts a latency table picks, the step a
+    latency budget keeps), and ranks timing at once, on cores they share, measure differently
+    and would decide differently, then train models DDP cannot pair. All ranks call this
+    together.
+    """
+    if not active():
+        return measure()
+    return from_json(on_writer(lambda: to_json(measure())))
 
 
 def read_on_writer(path: str | Path) -> bytes | None:

@@ -13,7 +13,7 @@ from torch import nn
 
 from prunekit.evaluate import count_macs
 from prunekit.machine import CpuInfo
-from prunekit.structured import latency_aware
+from prunekit.structured import latency_table
 from prunekit.structured.graph import DependencyGraph, build_graph
 from prunekit.structured.latency_aware import prune_for_latency
 from prunekit.structured.latency_table import LatencyTable, LayerCost, measure_latency_table
@@ -92,10 +92,10 @@ def test_by_default_wide_groups_keep_multiples_of_the_cpus_vector_width(
     monkeypatch: pytest.MonkeyPatch, features: tuple[str, ...], block: int
 ) -> None:
     """A kept width off the vector width leaves oneDNN's last channel block partly empty."""
-    monkeypatch.setattr(latency_aware, "cpu_info", lambda: CpuInfo("test", features, 2))
-    assert latency_aware.group_rounding(None, 64) == block
-    assert latency_aware.group_rounding(None, 63) == 8  # too few vectors to round by 16
-    assert latency_aware.group_rounding(4, 64) == 4  # an explicit round_to is kept
+    monkeypatch.setattr(latency_table, "cpu_info", lambda: CpuInfo("test", features, 2))
+    assert latency_table.group_rounding(None, 64) == block
+    assert latency_table.group_rounding(None, 63) == 8  # too few vectors to round by 16
+    assert latency_table.group_rounding(4, 64) == 4  # an explicit round_to is kept
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1),
                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)).eval()

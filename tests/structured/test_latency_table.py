@@ -109,3 +109,22 @@ def test_an_eager_table_charges_each_module_to_the_layer_that_ran_before_it(
     assert table.rest_ms < 2.5  # not left over as fixed time
     table.save(tmp_path / "eager.json")
     assert LatencyTable.load(tmp_path / "eager.json") == table
+
+
+def test_by_default_the_copies_timed_have_widths_the_pruner_can_choose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rounded per group as the pruner rounds it: 16 for a 64-wide group on AVX-512, 8 for a
+    32-wide one (too few vectors), so the fit is sampled where the pruner will look."""
+    from prunekit.machine import CpuInfo
+    from prunekit.structured import latency_table
+
+    monkeypatch.setattr(latency_table, "cpu_info", lambda: CpuInfo("t", ("avx512f",), 2))
+    net = nn.Sequential(nn.Conv2d(3, 64, 3), nn.ReLU(), nn.Conv2d(64, 32, 3), nn.ReLU(),
+                        nn.Conv2d(32, 8, 3)).eval()
+    x = torch.randn(1, 3, 12, 12)
+    copies = latency_table._pruned_copies(build_graph(net, x), x, (0.3, 0.55, 0.8), 12, None, 0)
+    first = {m[0].out_channels for m in copies[1:]}
+    second = {m[2].out_channels for m in copies[1:]}
+    assert all(k % 16 == 0 for k in first) and len(first) > 1
+    assert all(k % 8 == 0 for k in second) and any(k % 16 for k in second)

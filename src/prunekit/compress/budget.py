@@ -181,6 +181,4 @@ def time_models(
             return time_until_stable(runs, reference=reference, budget_s=budget_s,
                                      max_band=max_band, untimed_per_turn=1)
 
-    if not distributed.active():
-        return measure()
-    return StableTimes.from_json(distributed.on_writer(lambda: measure().to_json()))
+    return distributed.measured_on_writer(measure, StableTimes.to_json, StableTimes.from_json)

@@ -5,7 +5,7 @@ differs by layer and width (see :mod:`.latency_table`). The pruner removes units
 time, the cheapest step first, with each step's saving read from a :class:`LatencyTable`
 measured on the real input shapes. A step removes a group's next-least-important units down to
 the next multiple of ``round_to`` channels (by default the CPU's vector width in floats, 16 with
-AVX-512 and 8 otherwise, so no kept width leaves a vector partly empty: :func:`group_rounding`,
+AVX-512 and 8 otherwise, so no kept width leaves a vector partly empty: :func:`~.latency_table.group_rounding`,
 :attr:`prunekit.machine.CpuInfo.vector_channels`). Scores are the pruner's usual criteria
 (:mod:`.importance`), normalised by their group's mean so that groups compare. Two targets:
 
@@ -49,11 +49,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 from torch import Tensor, nn
 
-from prunekit.machine import cpu_info
 from prunekit.structured.channels import MacsTerm
 from prunekit.structured.graph import DependencyGraph
 from prunekit.structured.importance import ScoringData
-from prunekit.structured.latency_table import LatencyTable
+from prunekit.structured.latency_table import LatencyTable, group_rounding
 from prunekit.structured.prune import (
     PruneReport,
     channels_per_unit,
@@ -100,21 +99,6 @@ class _Layer:
     out: _Axis
     inp: _Axis | None
     timed: bool
-
-
-def group_rounding(round_to: int | None, size: int) -> int:
-    """The multiple a group of ``size`` units keeps: ``round_to`` when given; by default the
-    CPU's vector width in floats (16 with AVX-512, else 8) where the group holds at least four
-    vectors' worth, so the rounding still leaves it a choice of widths, else 8 (a group at
-    most 8 wide loses one unit at a time, as with any ``round_to`` at least its size).
-
-    >>> group_rounding(4, 64), group_rounding(None, 50)
-    (4, 8)
-    """
-    if round_to is not None:
-        return round_to
-    vector = cpu_info().vector_channels
-    return vector if size >= 4 * vector else 8
 
 
 class _Search:
@@ -260,7 +244,7 @@ def prune_for_latency(
     ``table`` comes from :func:`~.latency_table.measure_latency_table` on this dense model and
     input shape, with the same ``ignore``. ``criterion``, ``data`` and ``ignore`` mean what they
     mean for :func:`~.prune.prune_channels`; ``max_layer_ratio`` caps what any group loses;
-    ``round_to=None`` rounds each group as :func:`group_rounding` says.
+    ``round_to=None`` rounds each group as :func:`~.latency_table.group_rounding` says.
     """
     start = time.perf_counter()
     if (max_latency is None) == (max_macs is None):
@@ -319,7 +303,7 @@ def prune_aimed(
     table (measured on ``example_input``, a full batch, at ``threads``, unless given) is
     returned for the report. Without ``latency_aware``, this is :func:`~.prune.prune_channels`.
     ``round_to`` defaults, when the table chooses, to the CPU's vector width in floats per group
-    (:func:`group_rounding`), else to 1.
+    (:func:`~.latency_table.group_rounding`), else to 1.
 
     >>> import torch
     >>> net = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU())

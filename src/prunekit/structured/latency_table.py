@@ -175,6 +175,21 @@ def _widths(layer: nn.Module) -> tuple[int, int]:
     return kind.widths(layer)
 
 
+def group_rounding(round_to: int | None, size: int) -> int:
+    """The multiple a group of ``size`` units keeps: ``round_to`` when given; by default the
+    CPU's vector width in floats (16 with AVX-512, else 8) where the group holds at least four
+    vectors' worth, so the rounding still leaves it a choice of widths, else 8 (a group at
+    most 8 wide loses one unit at a time, as with any ``round_to`` at least its size).
+
+    >>> group_rounding(4, 64), group_rounding(None, 50)
+    (4, 8)
+    """
+    if round_to is not None:
+        return round_to
+    vector = cpu_info().vector_channels
+    return vector if size >= 4 * vector else 8
+
+
 def _kept(size: int, fraction: float, round_to: int) -> int:
     if size <= round_to:
         return max(1, round(fraction * size))
@@ -183,7 +198,7 @@ def _kept(size: int, fraction: float, round_to: int) -> int:
 
 def _pruned_copies(
     graph: DependencyGraph, example: Tensor, fractions: Sequence[float], configs: int,
-    round_to: int, seed: int,
+    round_to: int | None, seed: int,
 ) -> list[nn.Module]:
     """The dense model and ``configs - 1`` copies with random kept fractions per group."""
     rng = np.random.default_rng(seed)
@@ -192,7 +207,8 @@ def _pruned_copies(
         twin = dataclasses.replace(graph, model=copy.deepcopy(graph.model))  # same names
         remove = np.zeros(twin.num_units, dtype=bool)
         for group in twin.groups:
-            kept = _kept(group.size, float(rng.choice(fractions)), round_to)
+            kept = _kept(group.size, float(rng.choice(fractions)),
+                         group_rounding(round_to, group.size))
             remove[group.units[kept:]] = True
         with single_thread():
             remove_units(twin, remove, example)
@@ -276,7 +292,8 @@ def measure_latency_table(
 
     ``example_input`` is a full batch of the shape the model will serve (the batch size decides
     how well oneDNN fills the cores); ``ignore`` and ``round_to`` are what you will give the
-    pruner (``round_to`` defaults to the CPU's vector width in floats, as the pruner's does).
+    pruner (by default each group is rounded as :func:`group_rounding` says, as the pruner
+    rounds it, so the copies timed have widths the pruner can choose).
     Costs ``configs × 2 × repeats`` forward passes (ResNet-18 at batch 8, 224², two
     threads: ~20 s); save the table and reuse it. Under torchrun, rank 0 alone measures and
     every rank returns its table (all ranks must call this together).
@@ -289,23 +306,17 @@ def measure_latency_table(
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if deployment not in DEPLOYMENTS:
         raise ValueError(f"deployment must be one of {DEPLOYMENTS}, got {deployment!r}")
-    if round_to is None:
-        round_to = cpu_info().vector_channels
 
     def measure() -> LatencyTable:
         return _measured_table(model, example_input, configs, fractions, repeats, round_to,
                                threads, ignore, seed, deployment)
 
-    if not distributed.active():
-        return measure()
-    # rank 0 times alone while the others wait: ranks timing at once, on cores they share,
-    # would measure different tables and choose different structures, which DDP then refuses
-    return LatencyTable.from_json(distributed.on_writer(lambda: measure().to_json()))
+    return distributed.measured_on_writer(measure, LatencyTable.to_json, LatencyTable.from_json)
 
 
 def _measured_table(
     model: nn.Module, example_input: Tensor, configs: int, fractions: Sequence[float],
-    repeats: int, round_to: int, threads: int | None, ignore: Sequence[str], seed: int,
+    repeats: int, round_to: int | None, threads: int | None, ignore: Sequence[str], seed: int,
     deployment: str,
 ) -> LatencyTable:
     eager = deployment == "eager"
