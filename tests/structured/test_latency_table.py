@@ -10,6 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from prunekit.machine import CpuInfo
+from prunekit.structured import latency_table
 from prunekit.structured.graph import build_graph
 from prunekit.structured.latency_table import LatencyTable, LayerCost, measure_latency_table
 
@@ -115,16 +117,15 @@ def test_by_default_the_copies_timed_have_widths_the_pruner_can_choose(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Rounded per group as the pruner rounds it: 16 for a 64-wide group on AVX-512, 8 for a
-    32-wide one (too few vectors), so the fit is sampled where the pruner will look."""
-    from prunekit.machine import CpuInfo
-    from prunekit.structured import latency_table
-
+    32-wide one (too few vectors), so the fit is sampled where the pruner will look. The
+    fractions are picked so the two roundings disagree: rounded by 8, the 64-wide group would
+    keep 24, 40 or 56; by 16, 32, 48 or 64. The 32-wide group keeps 24 of it only by 8."""
     monkeypatch.setattr(latency_table, "cpu_info", lambda: CpuInfo("t", ("avx512f",), 2))
     net = nn.Sequential(nn.Conv2d(3, 64, 3), nn.ReLU(), nn.Conv2d(64, 32, 3), nn.ReLU(),
                         nn.Conv2d(32, 8, 3)).eval()
     x = torch.randn(1, 3, 12, 12)
-    copies = latency_table._pruned_copies(build_graph(net, x), x, (0.3, 0.55, 0.8), 12, None, 0)
+    copies = latency_table._pruned_copies(build_graph(net, x), x, (0.4, 0.65, 0.9), 12, None, 0)
     first = {m[0].out_channels for m in copies[1:]}
     second = {m[2].out_channels for m in copies[1:]}
-    assert all(k % 16 == 0 for k in first) and len(first) > 1
-    assert all(k % 8 == 0 for k in second) and any(k % 16 for k in second)
+    assert first <= {32, 48, 64} and len(first) > 1
+    assert second <= {16, 24, 32} and 24 in second
